@@ -1,0 +1,332 @@
+"""Experiment configs: one YAML file per experiment, loaded into frozen, validated dataclasses.
+
+Every key is checked against the schema below: an unknown key, a wrong type or an
+out-of-range value raises :class:`ConfigError` naming the dotted key, the value and what is
+allowed. ``--set a.b=v`` overrides are applied to the raw mapping before validation, so they
+are checked exactly like the file.
+
+Example::
+
+    cfg = load_config("experiments/lenet5-mnist.yaml", overrides=["train.epochs=2"])
+    cfg.train.epochs  # 2
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import re
+import types
+import typing
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from autocompress.errors import ConfigError
+
+METRICS = ("macs", "params", "bitops", "size_bytes", "latency_ms")
+SAMPLERS = ("tpe", "nsga2", "gp", "cmaes", "random")
+
+
+def _check(check: Callable[[Any], bool], allowed: str, default: Any = dataclasses.MISSING) -> Any:
+    """A dataclass field whose value must pass ``check``; ``allowed`` is shown on failure."""
+    meta = {"check": check, "allowed": allowed}
+    if isinstance(default, dict):
+        return field(default_factory=lambda: dict(default), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+def _positive(x: float) -> bool:
+    return x > 0
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """``name`` picks a zoo model, ``factory`` ("module:function") a user one; ``args`` go to it."""
+
+    name: str | None = None
+    factory: str | None = _check(
+        lambda s: re.fullmatch(r"[\w.]+:\w+", s) is not None, "a 'module:function' string", None
+    )
+    args: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """``name`` picks a built-in dataset, ``factory`` ("module:function") a user one."""
+
+    name: str | None = None
+    factory: str | None = _check(
+        lambda s: re.fullmatch(r"[\w.]+:\w+", s) is not None, "a 'module:function' string", None
+    )
+    args: dict[str, Any] = field(default_factory=dict)
+    root: str = "data"
+    val_size: int = _check(lambda n: n >= 0, "an integer >= 0 (images held out for validation)", 5000)
+    batch_size: int = _check(_positive, "an integer > 0", 128)
+    augment: bool | None = None  # None: the dataset's default (crop + flip for CIFAR-10)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Base-model training."""
+
+    epochs: int = _check(_positive, "an integer > 0", 10)
+    lr: float = _check(_positive, "a number > 0", 0.05)
+    momentum: float = _check(lambda x: 0 <= x < 1, "a number in [0, 1)", 0.9)
+    weight_decay: float = _check(lambda x: x >= 0, "a number >= 0", 5e-4)
+    optimizer: Literal["sgd", "adam"] = "sgd"
+    schedule: Literal["cosine", "constant"] = "cosine"
+    seed: int = 0
+    threads: int | None = _check(_positive, "an integer > 0, or null for all cores", None)
+
+
+@dataclass(frozen=True)
+class FinetuneConfig:
+    """Short fine-tune of each compressed candidate, distilled from the base model."""
+
+    epochs: float = _check(lambda x: x >= 0, "a number of epochs >= 0", 1.0)
+    steps: int | None = _check(_positive, "an integer > 0, or null to use epochs", None)
+    lr: float = _check(_positive, "a number > 0", 0.01)
+    distill_weight: float = _check(lambda x: 0 <= x <= 1, "a number in [0, 1]", 0.5)
+    temperature: float = _check(_positive, "a number > 0", 4.0)
+
+
+@dataclass(frozen=True)
+class CompressConfig:
+    """How methods are applied: channel-importance criterion and channel rounding."""
+
+    importance: Literal["l1", "l2"] = "l2"
+    round_to: int = _check(_positive, "an integer > 0 (kept channels are a multiple of it)", 1)
+
+
+@dataclass(frozen=True)
+class SpaceConfig:
+    """The per-layer search space. Its keys arrive with the search; none are accepted yet."""
+
+
+@dataclass(frozen=True)
+class Limit:
+    """One budget limit: an absolute value, or a ratio of the base model's value."""
+
+    value: float
+    relative: bool
+
+    def resolve(self, base: float) -> float:
+        return self.value * base if self.relative else self.value
+
+    def __str__(self) -> str:
+        return f"{self.value * 100:g}% of base" if self.relative else f"{self.value:g}"
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    trials: int = _check(_positive, "an integer > 0", 40)
+    sampler: Literal["tpe", "nsga2", "gp", "cmaes", "random"] = "tpe"
+    storage: str | None = None  # None: SQLite file study.db in the run directory
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class Config:
+    name: str = _check(
+        lambda s: re.fullmatch(r"[A-Za-z0-9][\w.-]*", s) is not None,
+        "letters, digits, '_', '-', '.' (it names the run directory)",
+    )
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
+    compress: CompressConfig = field(default_factory=CompressConfig)
+    space: SpaceConfig = field(default_factory=SpaceConfig)
+    # metric -> limit; YAML values are numbers (absolute) or "25%" (ratio of the base model)
+    budget: dict[str, Limit] = field(default_factory=dict)
+    search: SearchConfig = field(default_factory=SearchConfig)
+    runs_root: str = "runs"
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.runs_root) / self.name
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain mapping that :func:`parse_config` turns back into an equal Config."""
+        raw = dataclasses.asdict(self)
+        raw["budget"] = {k: f"{v.value * 100:g}%" if v.relative else v.value
+                         for k, v in self.budget.items()}
+        return raw
+
+
+def base_key(cfg: Config) -> str:
+    """Hash of everything that determines the trained base model (not paths, not search)."""
+    data = {k: v for k, v in dataclasses.asdict(cfg.data).items() if k != "root"}
+    payload = {"model": dataclasses.asdict(cfg.model), "data": data,
+               "train": {k: v for k, v in dataclasses.asdict(cfg.train).items() if k != "threads"}}
+    blob = json.dumps(payload, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:12]
+
+
+# ---------------------------------------------------------------------------------------------
+# Loading and validation
+
+
+def load_config(path: str | Path, overrides: Iterable[str] = ()) -> Config:
+    """Read a YAML config, apply ``key=value`` overrides, validate, return a frozen Config."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError("<file>", str(path), "the config file does not exist")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError("<file>", str(path), f"the file is not valid YAML: {exc}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError("<root>", raw, "the config must be a mapping of sections")
+    for item in overrides:
+        apply_override(raw, item)
+    return parse_config(raw)
+
+
+def apply_override(raw: dict[str, Any], item: str) -> None:
+    """Set ``a.b.c=value`` in a raw config mapping; the value is read as a YAML scalar."""
+    key, sep, text = item.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError("--set", item, "expected KEY=VALUE with a dotted key, e.g. train.epochs=3")
+    parts = key.strip().split(".")
+    node = raw
+    for i, part in enumerate(parts[:-1]):
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ConfigError(".".join(parts[: i + 1]), child, "is not a section; cannot set a key in it")
+        node = child
+    try:
+        node[parts[-1]] = yaml.safe_load(text) if text.strip() else None
+    except yaml.YAMLError:
+        node[parts[-1]] = text
+
+
+def parse_config(raw: Mapping[str, Any]) -> Config:
+    cfg = _build(Config, raw, "")
+    if (cfg.model.name is None) == (cfg.model.factory is None):
+        raise ConfigError("model", dataclasses.asdict(cfg.model),
+                          "set exactly one of model.name (a zoo model) or model.factory")
+    if (cfg.data.name is None) == (cfg.data.factory is None):
+        raise ConfigError("data", dataclasses.asdict(cfg.data),
+                          "set exactly one of data.name (a built-in dataset) or data.factory")
+    _check_names(cfg)
+    return cfg
+
+
+def _check_names(cfg: Config) -> None:
+    # Imported here: the registries import torch, which the config module itself does not need.
+    from autocompress.data import DATASETS
+    from autocompress.models import ZOO, check_args
+
+    if cfg.model.name is not None:
+        if cfg.model.name not in ZOO:
+            raise ConfigError("model.name", cfg.model.name, f"one of {', '.join(sorted(ZOO))}")
+        check_args(cfg.model.name, cfg.model.args)
+    if cfg.data.name is not None and cfg.data.name not in DATASETS:
+        raise ConfigError("data.name", cfg.data.name, f"one of {', '.join(sorted(DATASETS))}")
+
+
+def _build(cls: type, raw: Any, prefix: str) -> Any:
+    if not isinstance(raw, Mapping):
+        raise ConfigError(prefix or "<root>", raw, "expected a mapping of keys")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    hints = typing.get_type_hints(cls)
+    for key in raw:
+        if key not in fields:
+            allowed = ", ".join(fields) if fields else "no keys yet (this section is filled later)"
+            raise ConfigError(_join(prefix, str(key)), raw[key], f"unknown key; allowed: {allowed}")
+    values = {}
+    for name, f in fields.items():
+        dotted = _join(prefix, name)
+        if name not in raw:
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+                raise ConfigError(dotted, None, "this key is required")
+            continue
+        value = _coerce(hints[name], raw[name], dotted)
+        check = f.metadata.get("check")
+        if check is not None and value is not None and not check(value):
+            raise ConfigError(dotted, raw[name], f"allowed: {f.metadata['allowed']}")
+        values[name] = value
+    return cls(**values)
+
+
+def _coerce(tp: Any, value: Any, dotted: str) -> Any:
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return _coerce(inner[0], value, dotted)
+    if value is None:
+        raise ConfigError(dotted, value, f"expected {_describe(tp)}, not null")
+    if origin is Literal:
+        if value not in args:
+            raise ConfigError(dotted, value, f"one of {', '.join(map(str, args))}")
+        return value
+    if dataclasses.is_dataclass(tp) and isinstance(tp, type):
+        return _build(tp, value, dotted)
+    if origin is dict and args[1] is Limit:
+        return _budget(value, dotted)
+    if origin is dict:
+        if not isinstance(value, Mapping) or not all(isinstance(k, str) for k in value):
+            raise ConfigError(dotted, value, "expected a mapping with string keys")
+        return dict(value)
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(dotted, value, "expected true or false")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(dotted, value, "expected an integer")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError(dotted, value, "expected a number")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(dotted, value, "expected a string")
+        return value
+    raise AssertionError(f"config schema uses an unsupported type {tp!r} at {dotted}")
+
+
+def _budget(value: Any, dotted: str) -> dict[str, Limit]:
+    if not isinstance(value, Mapping):
+        raise ConfigError(dotted, value, "expected a mapping of metric: limit")
+    limits = {}
+    for metric, limit in value.items():
+        key = _join(dotted, str(metric))
+        if metric not in METRICS:
+            raise ConfigError(key, limit, f"unknown metric; allowed: {', '.join(METRICS)}")
+        limits[metric] = _limit(limit, key)
+    return limits
+
+
+def _limit(value: Any, key: str) -> Limit:
+    allowed = "a number > 0 (absolute) or a percentage of the base model such as '25%'"
+    if isinstance(value, str) and value.strip().endswith("%"):
+        try:
+            pct = float(value.strip()[:-1])
+        except ValueError:
+            raise ConfigError(key, value, allowed) from None
+        if not 0 < pct <= 100:
+            raise ConfigError(key, value, "a percentage in (0%, 100%]")
+        return Limit(pct / 100, relative=True)
+    if isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
+        return Limit(float(value), relative=False)
+    raise ConfigError(key, value, allowed)
+
+
+def _describe(tp: Any) -> str:
+    names = {int: "an integer", float: "a number", str: "a string", bool: "true or false"}
+    return names.get(tp, "a mapping" if typing.get_origin(tp) is dict else "a value")
+
+
+def _join(prefix: str, name: str) -> str:
+    return f"{prefix}.{name}" if prefix else name

@@ -1,0 +1,76 @@
+"""The base model: trained once per (model, data, train settings) and cached in the run directory."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from autocompress.checkpoint import load_checkpoint, save_checkpoint
+from autocompress.config import Config, base_key
+from autocompress.data import Splits
+from autocompress.models import build_model, model_spec
+from autocompress.train.fit import EpochLog, evaluate, fit
+
+
+@dataclass(frozen=True)
+class BaseModel:
+    model: nn.Module
+    spec: dict[str, Any]
+    path: Path
+    metrics: dict[str, Any]  # test_accuracy, val_accuracy, train_seconds, epochs, ...
+    cached: bool
+
+
+def spec_for(cfg: Config, input_shape: tuple[int, ...], num_classes: int) -> dict[str, Any]:
+    return model_spec(cfg.model.name, cfg.model.factory, cfg.model.args, input_shape, num_classes)
+
+
+def base_path(cfg: Config) -> Path:
+    """``runs/<name>/base-<hash>.pt``: the hash covers model, data and train settings."""
+    return cfg.run_dir / f"base-{base_key(cfg)}.pt"
+
+
+def init_model(spec: dict[str, Any], seed: int) -> nn.Module:
+    """The untrained model, initialised from ``seed`` (the same weights on every call)."""
+    torch.manual_seed(seed)
+    return build_model(spec)
+
+
+def ensure_base(
+    cfg: Config,
+    splits: Splits,
+    force: bool = False,
+    on_epoch: Callable[[EpochLog], None] | None = None,
+) -> BaseModel:
+    """Load the cached base model, or train it, evaluate it on the test set and cache it."""
+    path = base_path(cfg)
+    if path.exists() and not force:
+        model, payload = load_checkpoint(path)
+        return BaseModel(model, payload["model"], path, payload["meta"], cached=True)
+    spec = spec_for(cfg, splits.input_shape, splits.num_classes)
+    model = init_model(spec, cfg.train.seed)
+    start = time.perf_counter()
+    history = fit(model, splits, cfg.train, cfg.data.batch_size, on_epoch)
+    seconds = time.perf_counter() - start
+    metrics = {
+        "test_accuracy": evaluate(model, splits.x_test, splits.y_test),
+        "val_accuracy": history[-1].val_accuracy,
+        "train_seconds": round(seconds, 2),
+        "epochs": cfg.train.epochs,
+        "threads": torch.get_num_threads(),
+        "history": [{"epoch": h.epoch, "train_loss": h.train_loss,
+                     "val_accuracy": h.val_accuracy, "seconds": h.seconds} for h in history],
+    }
+    meta = {**metrics, "config": cfg.to_dict(), "input_shape": list(splits.input_shape),
+            "mean": list(splits.mean) if splits.mean else None,
+            "std": list(splits.std) if splits.std else None}
+    save_checkpoint(path, model, spec, input_shape=splits.input_shape, meta=meta)
+    path.with_suffix(".json").write_text(json.dumps(metrics, indent=2) + "\n")
+    return BaseModel(model.eval(), spec, path, meta, cached=False)
