@@ -57,8 +57,9 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
         raise CheckpointError(f"{path} is not a readable autocompress checkpoint: {exc}") from None
     if not isinstance(payload, dict) or payload.get("format_version") != FORMAT_VERSION:
         found = payload.get("format_version") if isinstance(payload, dict) else None
-        raise CheckpointError(f"{path} has format version {found!r}; this autocompress reads "
-                              f"version {FORMAT_VERSION}")
+        raise CheckpointError(
+            f"{path} has format version {found!r}; this autocompress reads version {FORMAT_VERSION}"
+        )
     return payload
 
 

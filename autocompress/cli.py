@@ -41,14 +41,20 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="autocompress", description="Automated model compression search for PyTorch.")
+        prog="autocompress", description="Automated model compression search for PyTorch."
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def command(name: str, help: str) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help, description=help)
         p.add_argument("config", help="experiment YAML file")
-        p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                       help="override a config key, e.g. --set train.epochs=3 (repeatable)")
+        p.add_argument(
+            "--set",
+            action="append",
+            default=[],
+            metavar="KEY=VALUE",
+            help="override a config key, e.g. --set train.epochs=3 (repeatable)",
+        )
         return p
 
     p = command("train", "train the base model (cached in the run directory) and test it")
@@ -75,16 +81,22 @@ def cmd_train(cfg: Config, args: argparse.Namespace) -> int:
     _write_run_config(cfg)
     path = base_path(cfg)
     if path.exists() and not args.force:
-        console.print(f"Using the cached base model {path} (pass --force to retrain).")
+        console.print(
+            f"Using the cached base model {path} (pass --force to retrain).", soft_wrap=True
+        )
     else:
-        console.print(f"Training {cfg.model.name or cfg.model.factory} on "
-                      f"{cfg.data.name or cfg.data.factory}: {len(splits.x_train)} train / "
-                      f"{len(splits.x_val)} val / {len(splits.x_test)} test images, "
-                      f"{cfg.train.epochs} epochs, {torch.get_num_threads()} threads.")
+        console.print(
+            f"Training {cfg.model.name or cfg.model.factory} on "
+            f"{cfg.data.name or cfg.data.factory}: {len(splits.x_train)} train / "
+            f"{len(splits.x_val)} val / {len(splits.x_test)} test images, "
+            f"{cfg.train.epochs} epochs, {torch.get_num_threads()} threads."
+        )
 
     def on_epoch(log: EpochLog) -> None:
-        console.print(f"  epoch {log.epoch:>3}/{log.epochs}  loss {log.train_loss:.4f}  "
-                      f"val {log.val_accuracy:.2%}  {log.seconds:.1f}s")
+        console.print(
+            f"  epoch {log.epoch:>3}/{log.epochs}  loss {log.train_loss:.4f}  "
+            f"val {log.val_accuracy:.2%}  {log.seconds:.1f}s"
+        )
 
     base = ensure_base(cfg, splits, force=args.force, on_epoch=on_epoch)
     m = base.metrics
@@ -94,11 +106,15 @@ def cmd_train(cfg: Config, args: argparse.Namespace) -> int:
     table.add_column("epochs", justify="right")
     table.add_column("train time", justify="right")
     table.add_column("params", justify="right")
-    table.add_column("checkpoint")
-    table.add_row(f"{m['test_accuracy']:.2%}", f"{m['val_accuracy']:.2%}", str(m["epochs"]),
-                  f"{m['train_seconds']:.0f}s", f"{sum(p.numel() for p in base.model.parameters()):,}",
-                  str(base.path))
+    table.add_row(
+        f"{m['test_accuracy']:.2%}",
+        f"{m['val_accuracy']:.2%}",
+        str(m["epochs"]),
+        f"{m['train_seconds']:.0f}s",
+        f"{sum(p.numel() for p in base.model.parameters()):,}",
+    )
     console.print(table)
+    console.print(f"checkpoint: {base.path}", soft_wrap=True)
     return 0
 
 
@@ -136,16 +152,24 @@ def cmd_cost(cfg: Config, args: argparse.Namespace) -> int:
     return 0
 
 
-def _cost_report(cfg: Config, layers: dict[str, Any], base: Any, costs: Any, policy: Any
-                 ) -> dict[str, Any]:
+def _cost_report(
+    cfg: Config, layers: dict[str, Any], base: Any, costs: Any, policy: Any
+) -> dict[str, Any]:
     metrics = ("macs", "params", "bitops", "size_bytes")
     report: dict[str, Any] = {m: getattr(costs, m) for m in metrics}
     report["base"] = {m: getattr(base, m) for m in metrics}
     report["ratios"] = {m: getattr(costs, m) / getattr(base, m) for m in metrics}
     report["layers"] = {
-        name: {"type": layers[name].kind, "in": c.in_features, "out": c.out_features,
-               "macs": c.macs, "params": c.params, "bitops": c.bitops, "size_bytes": c.size_bytes,
-               **policy.choice(name).changed()}
+        name: {
+            "type": layers[name].kind,
+            "in": c.in_features,
+            "out": c.out_features,
+            "macs": c.macs,
+            "params": c.params,
+            "bitops": c.bitops,
+            "size_bytes": c.size_bytes,
+            **policy.choice(name).changed(),
+        }
         for name, c in costs.layers.items()
     }
     report["model"], report["policy"] = policy.model, policy.to_dict()
@@ -154,8 +178,12 @@ def _cost_report(cfg: Config, layers: dict[str, Any], base: Any, costs: Any, pol
         if metric == "latency_ms":  # measured on the built model, not priced analytically
             continue
         bound = limit.resolve(report["base"][metric])
-        report["budget"][metric] = {"limit": bound, "value": report[metric],
-                                    "ok": report[metric] <= bound, "as_configured": str(limit)}
+        report["budget"][metric] = {
+            "limit": bound,
+            "value": report[metric],
+            "ok": report[metric] <= bound,
+            "as_configured": str(limit),
+        }
     return report
 
 
@@ -166,10 +194,20 @@ def _print_cost_tables(report: dict[str, Any], with_policy: bool) -> None:
     if with_policy:
         table.add_column("knobs")
     for name, c in report["layers"].items():
-        knobs = ", ".join(f"{k}={v}" for k, v in c.items()
-                          if k not in ("type", "in", "out", "macs", "params", "bitops", "size_bytes"))
-        row = [name, c["type"], str(c["in"]), str(c["out"]), f"{c['macs']:,}", f"{c['params']:,}",
-               f"{c['size_bytes']:,}"]
+        knobs = ", ".join(
+            f"{k}={v}"
+            for k, v in c.items()
+            if k not in ("type", "in", "out", "macs", "params", "bitops", "size_bytes")
+        )
+        row = [
+            name,
+            c["type"],
+            str(c["in"]),
+            str(c["out"]),
+            f"{c['macs']:,}",
+            f"{c['params']:,}",
+            f"{c['size_bytes']:,}",
+        ]
         table.add_row(*row, *([knobs] if with_policy else []))
     console.print(table)
     total = Table(title="totals")
@@ -180,5 +218,6 @@ def _print_cost_tables(report: dict[str, Any], with_policy: bool) -> None:
     console.print(total)
     for metric, b in report["budget"].items():
         verdict = "[green]within[/]" if b["ok"] else "[red]over[/]"
-        console.print(f"budget {metric} ≤ {b['as_configured']} ({b['limit']:,.0f}): "
-                      f"{b['value']:,} {verdict}")
+        console.print(
+            f"budget {metric} ≤ {b['as_configured']} ({b['limit']:,.0f}): {b['value']:,} {verdict}"
+        )

@@ -65,7 +65,9 @@ class DataConfig:
     )
     args: dict[str, Any] = field(default_factory=dict)
     root: str = "data"
-    val_size: int = _check(lambda n: n >= 0, "an integer >= 0 (images held out for validation)", 5000)
+    val_size: int = _check(
+        lambda n: n >= 0, "an integer >= 0 (images held out for validation)", 5000
+    )
     batch_size: int = _check(_positive, "an integer > 0", 128)
     augment: bool | None = None  # None: the dataset's default (crop + flip for CIFAR-10)
 
@@ -154,16 +156,20 @@ class Config:
     def to_dict(self) -> dict[str, Any]:
         """Plain mapping that :func:`parse_config` turns back into an equal Config."""
         raw = dataclasses.asdict(self)
-        raw["budget"] = {k: f"{v.value * 100:g}%" if v.relative else v.value
-                         for k, v in self.budget.items()}
+        raw["budget"] = {
+            k: f"{v.value * 100:g}%" if v.relative else v.value for k, v in self.budget.items()
+        }
         return raw
 
 
 def base_key(cfg: Config) -> str:
     """Hash of everything that determines the trained base model (not paths, not search)."""
     data = {k: v for k, v in dataclasses.asdict(cfg.data).items() if k != "root"}
-    payload = {"model": dataclasses.asdict(cfg.model), "data": data,
-               "train": {k: v for k, v in dataclasses.asdict(cfg.train).items() if k != "threads"}}
+    payload = {
+        "model": dataclasses.asdict(cfg.model),
+        "data": data,
+        "train": {k: v for k, v in dataclasses.asdict(cfg.train).items() if k != "threads"},
+    }
     blob = json.dumps(payload, sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()[:12]
 
@@ -192,13 +198,17 @@ def apply_override(raw: dict[str, Any], item: str) -> None:
     """Set ``a.b.c=value`` in a raw config mapping; the value is read as a YAML scalar."""
     key, sep, text = item.partition("=")
     if not sep or not key.strip():
-        raise ConfigError("--set", item, "expected KEY=VALUE with a dotted key, e.g. train.epochs=3")
+        raise ConfigError(
+            "--set", item, "expected KEY=VALUE with a dotted key, e.g. train.epochs=3"
+        )
     parts = key.strip().split(".")
     node = raw
     for i, part in enumerate(parts[:-1]):
         child = node.setdefault(part, {})
         if not isinstance(child, dict):
-            raise ConfigError(".".join(parts[: i + 1]), child, "is not a section; cannot set a key in it")
+            raise ConfigError(
+                ".".join(parts[: i + 1]), child, "is not a section; cannot set a key in it"
+            )
         node = child
     try:
         node[parts[-1]] = yaml.safe_load(text) if text.strip() else None
@@ -209,11 +219,17 @@ def apply_override(raw: dict[str, Any], item: str) -> None:
 def parse_config(raw: Mapping[str, Any]) -> Config:
     cfg = _build(Config, raw, "")
     if (cfg.model.name is None) == (cfg.model.factory is None):
-        raise ConfigError("model", dataclasses.asdict(cfg.model),
-                          "set exactly one of model.name (a zoo model) or model.factory")
+        raise ConfigError(
+            "model",
+            dataclasses.asdict(cfg.model),
+            "set exactly one of model.name (a zoo model) or model.factory",
+        )
     if (cfg.data.name is None) == (cfg.data.factory is None):
-        raise ConfigError("data", dataclasses.asdict(cfg.data),
-                          "set exactly one of data.name (a built-in dataset) or data.factory")
+        raise ConfigError(
+            "data",
+            dataclasses.asdict(cfg.data),
+            "set exactly one of data.name (a built-in dataset) or data.factory",
+        )
     _check_names(cfg)
     return cfg
 

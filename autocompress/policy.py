@@ -65,11 +65,14 @@ class Policy:
     @classmethod
     def from_dict(cls, raw: Any) -> Policy:
         if not isinstance(raw, Mapping):
-            raise PolicyError("<file>", None, "a policy is a mapping with keys 'model' and 'layers'")
+            raise PolicyError(
+                "<file>", None, "a policy is a mapping with keys 'model' and 'layers'"
+            )
         unknown = set(raw) - {"model", "layers"}
         if unknown:
-            raise PolicyError("<file>", None, f"unknown top-level keys {sorted(unknown)}; "
-                              "allowed: model, layers")
+            raise PolicyError(
+                "<file>", None, f"unknown top-level keys {sorted(unknown)}; allowed: model, layers"
+            )
         model = raw.get("model")
         if not isinstance(model, str) or not model:
             raise PolicyError("<file>", None, "'model' must name the model (e.g. lenet5)")
@@ -80,8 +83,9 @@ class Policy:
         return cls(model=model, layers=layers)
 
     def save(self, path: str | Path) -> None:
-        Path(path).write_text(yaml.safe_dump(self.to_dict(), sort_keys=False,
-                                             default_flow_style=None))
+        Path(path).write_text(
+            yaml.safe_dump(self.to_dict(), sort_keys=False, default_flow_style=None)
+        )
 
     @classmethod
     def load(cls, path: str | Path) -> Policy:
@@ -103,8 +107,10 @@ def _choice(layer: str, knobs: Any) -> LayerChoice:
         if knob not in KNOBS:
             raise PolicyError(layer, str(knob), f"unknown knob; allowed: {', '.join(KNOBS)}")
         _check_value(layer, knob, value)
-    return LayerChoice(**{k: (float(v) if k in ("prune", "sparsity", "rank") else v)
-                          for k, v in knobs.items()})
+    values: dict[str, Any] = {
+        k: (float(v) if k in ("prune", "sparsity", "rank") else v) for k, v in knobs.items()
+    }
+    return LayerChoice(**values)
 
 
 def _check_value(layer: str, knob: str, value: Any) -> None:
@@ -114,13 +120,16 @@ def _check_value(layer: str, knob: str, value: Any) -> None:
             raise PolicyError(layer, knob, f"got {value!r}; allowed: a fraction in [0, 1)")
     elif knob in ("w_bits", "a_bits"):
         if value not in BITS or isinstance(value, bool | float):
-            raise PolicyError(layer, knob, f"got {value!r}; allowed: one of {BITS} "
-                              "(16 and 32 keep floats)")
+            raise PolicyError(
+                layer, knob, f"got {value!r}; allowed: one of {BITS} (16 and 32 keep floats)"
+            )
     elif knob == "rank":
         if not (is_number and 0.0 < value <= 1.0):
             raise PolicyError(layer, knob, f"got {value!r}; allowed: a fraction in (0, 1]")
-    elif knob == "clusters" and value is not None and not (
-        isinstance(value, int) and not isinstance(value, bool) and 2 <= value <= 65536
+    elif (
+        knob == "clusters"
+        and value is not None
+        and not (isinstance(value, int) and not isinstance(value, bool) and 2 <= value <= 65536)
     ):
         raise PolicyError(layer, knob, f"got {value!r}; allowed: an integer in [2, 65536] or null")
 
@@ -132,23 +141,34 @@ def check_policy(policy: Policy, profile: Profile, methods: Mapping[str, object]
     no method behind it is an error, never a silent no-op.
     """
     if policy.model != profile.model:
-        raise PolicyError("<file>", None,
-                          f"the policy is for model '{policy.model}', not '{profile.model}'")
+        raise PolicyError(
+            "<file>", None, f"the policy is for model '{policy.model}', not '{profile.model}'"
+        )
     group_ratio: dict[int, tuple[str, float]] = {}
     for name, choice in policy.layers.items():
         if name not in profile.layers:
-            raise PolicyError(name, None, "no such compressible layer in the model; layers: "
-                              + ", ".join(profile.layers))
+            raise PolicyError(
+                name,
+                None,
+                "no such compressible layer in the model; layers: " + ", ".join(profile.layers),
+            )
         for knob in choice.changed():
             if knob not in methods:
-                raise PolicyError(name, knob, "this knob has no method yet; implemented: "
-                                  + ", ".join(methods))
+                raise PolicyError(
+                    name, knob, "this knob has no method yet; implemented: " + ", ".join(methods)
+                )
         if choice.prune:
             group = profile.groups[profile.layers[name].out_group]
             if not group.prunable:
-                raise PolicyError(name, "prune", f"its output channels cannot be pruned: {group.why}")
+                raise PolicyError(
+                    name, "prune", f"its output channels cannot be pruned: {group.why}"
+                )
             other = group_ratio.setdefault(group.id, (name, choice.prune))
             if other[1] != choice.prune:
-                raise PolicyError(name, "prune", f"coupled with layer '{other[0]}' (same channel "
-                                  f"group: {', '.join(group.layers)}); give them the same value "
-                                  "or set it on one of them")
+                raise PolicyError(
+                    name,
+                    "prune",
+                    f"coupled with layer '{other[0]}' (same channel "
+                    f"group: {', '.join(group.layers)}); give them the same value "
+                    "or set it on one of them",
+                )

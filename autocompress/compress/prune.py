@@ -19,7 +19,9 @@ from autocompress.policy import Policy
 KNOB = "prune"
 
 
-def apply(model: nn.Module, policy: Policy, profile: Profile, settings: CompressConfig) -> nn.Module:
+def apply(
+    model: nn.Module, policy: Policy, profile: Profile, settings: CompressConfig
+) -> nn.Module:
     """Prune ``model`` in place to the kept channel counts the cost model predicts."""
     kept = group_channels(profile, policy, settings.round_to)
     targets = {gid: n for gid, n in kept.items() if n < profile.groups[gid].channels}

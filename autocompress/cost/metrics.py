@@ -36,8 +36,12 @@ class Costs:
     layers: dict[str, LayerCost] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, float]:
-        return {"macs": self.macs, "params": self.params, "bitops": self.bitops,
-                "size_bytes": self.size_bytes}
+        return {
+            "macs": self.macs,
+            "params": self.params,
+            "bitops": self.bitops,
+            "size_bytes": self.size_bytes,
+        }
 
 
 def kept_channels(channels: int, prune: float, round_to: int = 1) -> int:

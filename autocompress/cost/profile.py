@@ -14,6 +14,8 @@ import torch
 import torch_pruning as tp
 from torch import nn
 
+from autocompress.errors import ConfigError
+
 SUPPORTED_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d)
 
 
@@ -95,7 +97,7 @@ def profile_model(model: nn.Module, input_shape: tuple[int, ...], model_name: st
         members, why = [], ""
         for dep, idxs in group:
             target = dep.target.module
-            name = names.get(target)
+            name = names.get(target, "")
             is_out = graph.is_out_channel_pruning_fn(dep.handler)
             if isinstance(target, nn.Conv2d | nn.Linear) and name in positions:
                 if is_out:
@@ -107,8 +109,10 @@ def profile_model(model: nn.Module, input_shape: tuple[int, ...], model_name: st
                     if len(idxs) % channels:
                         why = f"layer '{name}' takes a non-integer share of its channels"
                     in_groups.setdefault(name, []).append((gid, len(idxs) // channels))
-                if isinstance(target, nn.Conv2d) and 1 < target.groups and not (
-                    target.groups == target.in_channels == target.out_channels
+                if (
+                    isinstance(target, nn.Conv2d)
+                    and target.groups > 1
+                    and not (target.groups == target.in_channels == target.out_channels)
                 ):
                     why = f"grouped convolution '{name}' is coupled to it"
             elif isinstance(target, SUPPORTED_NORMS):
@@ -124,16 +128,15 @@ def profile_model(model: nn.Module, input_shape: tuple[int, ...], model_name: st
     layers = {}
     for name in order:
         m = model.get_submodule(name)
-        conv = isinstance(m, nn.Conv2d)
-        fan_in = m.in_channels if conv else m.in_features
+        kind, fan_in, fan_out, kernel, conv_groups = _dims(m)
         ins = tuple(in_groups.get(name, ()))
         layers[name] = LayerProfile(
             name=name,
-            kind="conv" if conv else "linear",
+            kind=kind,
             in_features=fan_in,
-            out_features=m.out_channels if conv else m.out_features,
-            kernel=m.kernel_size[0] * m.kernel_size[1] if conv else 1,
-            groups=m.groups if conv else 1,
+            out_features=fan_out,
+            kernel=kernel,
+            groups=conv_groups,
             positions=positions[name],
             bias=m.bias is not None,
             out_group=out_group[name],
@@ -142,15 +145,25 @@ def profile_model(model: nn.Module, input_shape: tuple[int, ...], model_name: st
         )
     norms = {
         n: NormProfile(n, m.num_features, norm_group.get(n), m.affine, m.track_running_stats)
-        for n, m in model.named_modules() if isinstance(m, SUPPORTED_NORMS)
+        for n, m in model.named_modules()
+        if isinstance(m, SUPPORTED_NORMS)
     }
     counted = {id(p) for n in [*layers, *norms] for p in model.get_submodule(n).parameters()}
     fixed_params = sum(p.numel() for p in model.parameters() if id(p) not in counted)
     norm_buffers = {id(b) for n in norms for b in model.get_submodule(n).buffers()}
-    fixed_state = sum(b.numel() for b in model.buffers()
-                      if id(b) not in norm_buffers and b.is_floating_point())
-    return Profile(model_name, tuple(input_shape), layers, norms, groups, fixed_params,
-                   fixed_state)
+    fixed_state = sum(
+        b.numel() for b in model.buffers() if id(b) not in norm_buffers and b.is_floating_point()
+    )
+    return Profile(model_name, tuple(input_shape), layers, norms, groups, fixed_params, fixed_state)
+
+
+def _dims(m: nn.Module) -> tuple[str, int, int, int, int]:
+    """(kind, in features, out features, kernel area, groups) of a Conv2d or Linear."""
+    if isinstance(m, nn.Conv2d):
+        kh, kw = m.kernel_size
+        return "conv", m.in_channels, m.out_channels, kh * kw, m.groups
+    assert isinstance(m, nn.Linear)
+    return "linear", m.in_features, m.out_features, 1, 1
 
 
 def _trace_positions(model: nn.Module, example: torch.Tensor) -> tuple[dict[str, int], list[str]]:
@@ -160,13 +173,19 @@ def _trace_positions(model: nn.Module, example: torch.Tensor) -> tuple[dict[str,
     hooks = []
     for name, module in model.named_modules():
         if isinstance(module, nn.Conv2d | nn.Linear):
+
             def hook(mod: nn.Module, _inp: object, out: torch.Tensor, name: str = name) -> None:
-                width = mod.out_channels if isinstance(mod, nn.Conv2d) else mod.out_features
+                width = _dims(mod)[2]
                 if name in positions:
-                    raise ValueError(f"layer '{name}' runs twice in one forward pass; shared "
-                                     "layers cannot be compressed per layer")
+                    raise ConfigError(
+                        "model",
+                        name,
+                        f"layer '{name}' runs twice in one forward pass; shared "
+                        "layers cannot be compressed per layer",
+                    )
                 positions[name] = out.numel() // (out.shape[0] * width)
                 order.append(name)
+
             hooks.append(module.register_forward_hook(hook))
     with torch.no_grad():
         model(example)

@@ -43,18 +43,28 @@ def check_args(name: str, args: Mapping[str, Any]) -> None:
         if key in DATA_ARGS:
             raise ConfigError(f"model.args.{key}", args[key], "set from the dataset; remove it")
         if key not in params:
-            raise ConfigError(f"model.args.{key}", args[key],
-                              f"unknown argument of {name}; allowed: {', '.join(allowed) or 'none'}")
+            raise ConfigError(
+                f"model.args.{key}",
+                args[key],
+                f"unknown argument of {name}; allowed: {', '.join(allowed) or 'none'}",
+            )
 
 
 def model_spec(
-    name: str | None, factory: str | None, args: Mapping[str, Any], data_shape: tuple[int, ...],
+    name: str | None,
+    factory: str | None,
+    args: Mapping[str, Any],
+    data_shape: tuple[int, ...],
     num_classes: int,
 ) -> dict[str, Any]:
     """The spec of the configured model for a dataset of ``data_shape`` = (C, H, W) images."""
     if name is not None:
-        full = {"num_classes": num_classes, "in_channels": data_shape[0],
-                "input_size": data_shape[-1], **args}
+        full = {
+            "num_classes": num_classes,
+            "in_channels": data_shape[0],
+            "input_size": data_shape[-1],
+            **args,
+        }
         return {"name": name, "args": full}
     return {"factory": factory, "args": dict(args)}
 
@@ -72,8 +82,11 @@ def build_model(spec: Mapping[str, Any]) -> nn.Module:
     fn = load_factory(spec["factory"], "model.factory")
     model = fn(**args)
     if not isinstance(model, nn.Module):
-        raise ConfigError("model.factory", spec["factory"],
-                          f"must return a torch.nn.Module, returned {type(model).__name__}")
+        raise ConfigError(
+            "model.factory",
+            spec["factory"],
+            f"must return a torch.nn.Module, returned {type(model).__name__}",
+        )
     return model
 
 
@@ -87,4 +100,4 @@ def load_factory(path: str, key: str) -> Callable[..., Any]:
     fn = getattr(module, attr, None)
     if not callable(fn):
         raise ConfigError(key, path, f"module '{module_name}' has no function '{attr}'")
-    return fn  # type: ignore[no-any-return]
+    return fn

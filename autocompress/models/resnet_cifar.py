@@ -2,8 +2,8 @@
 
 Shortcuts are option B: a 1×1 convolution with BatchNorm where the shape changes (twice per
 network), identity elsewhere. Option A (zero-padded identity) has no parameters to prune and
-hides the channel coupling from the dependency graph, so option B is used; it adds 2 small
-convolutions (ResNet-56: 0.86 M params instead of 0.85 M).
+hides the channel coupling from the dependency graph, so option B is used; its two
+projections add 2,752 params (ResNet-56: 855,770 instead of 853,018).
 """
 
 from __future__ import annotations
@@ -70,16 +70,19 @@ class ResNetCifar(nn.Module):
         return self.fc(torch.flatten(nn.functional.adaptive_avg_pool2d(x, 1), 1))
 
 
-def resnet20(num_classes: int = 10, in_channels: int = 3, input_size: int = 32,
-             width: float = 1.0) -> ResNetCifar:
+def resnet20(
+    num_classes: int = 10, in_channels: int = 3, input_size: int = 32, width: float = 1.0
+) -> ResNetCifar:
     return ResNetCifar(20, num_classes, in_channels, input_size, width)
 
 
-def resnet32(num_classes: int = 10, in_channels: int = 3, input_size: int = 32,
-             width: float = 1.0) -> ResNetCifar:
+def resnet32(
+    num_classes: int = 10, in_channels: int = 3, input_size: int = 32, width: float = 1.0
+) -> ResNetCifar:
     return ResNetCifar(32, num_classes, in_channels, input_size, width)
 
 
-def resnet56(num_classes: int = 10, in_channels: int = 3, input_size: int = 32,
-             width: float = 1.0) -> ResNetCifar:
+def resnet56(
+    num_classes: int = 10, in_channels: int = 3, input_size: int = 32, width: float = 1.0
+) -> ResNetCifar:
     return ResNetCifar(56, num_classes, in_channels, input_size, width)

@@ -9,8 +9,29 @@ CONFIGS: dict[int, list[int | str]] = {
     11: [64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"],
     13: [64, 64, "M", 128, 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"],
     16: [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M"],
-    19: [64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M",
-         512, 512, 512, 512, "M", 512, 512, 512, 512, "M"],
+    19: [
+        64,
+        64,
+        "M",
+        128,
+        128,
+        "M",
+        256,
+        256,
+        256,
+        256,
+        "M",
+        512,
+        512,
+        512,
+        512,
+        "M",
+        512,
+        512,
+        512,
+        512,
+        "M",
+    ],
 }
 
 
@@ -36,8 +57,11 @@ class VGG(nn.Module):
                 side //= 2
                 continue
             out = max(1, round(int(item) * width))
-            layers += [nn.Conv2d(channels, out, 3, padding=1, bias=False),
-                       nn.BatchNorm2d(out), nn.ReLU(inplace=True)]
+            layers += [
+                nn.Conv2d(channels, out, 3, padding=1, bias=False),
+                nn.BatchNorm2d(out),
+                nn.ReLU(inplace=True),
+            ]
             channels = out
         if side < 1:
             raise ValueError(f"vgg needs input_size >= 32, got {input_size}")
@@ -49,6 +73,7 @@ class VGG(nn.Module):
         return self.classifier(self.pool(self.features(x)).flatten(1))
 
 
-def vgg16_bn(num_classes: int = 10, in_channels: int = 3, input_size: int = 32,
-             width: float = 1.0) -> VGG:
+def vgg16_bn(
+    num_classes: int = 10, in_channels: int = 3, input_size: int = 32, width: float = 1.0
+) -> VGG:
     return VGG(16, num_classes, in_channels, input_size, width)

@@ -1,4 +1,4 @@
-"""The base model: trained once per (model, data, train settings) and cached in the run directory."""
+"""The base model: trained once per (model, data, train settings), cached in the run directory."""
 
 from __future__ import annotations
 
@@ -65,12 +65,23 @@ def ensure_base(
         "train_seconds": round(seconds, 2),
         "epochs": cfg.train.epochs,
         "threads": torch.get_num_threads(),
-        "history": [{"epoch": h.epoch, "train_loss": h.train_loss,
-                     "val_accuracy": h.val_accuracy, "seconds": h.seconds} for h in history],
+        "history": [
+            {
+                "epoch": h.epoch,
+                "train_loss": h.train_loss,
+                "val_accuracy": h.val_accuracy,
+                "seconds": h.seconds,
+            }
+            for h in history
+        ],
     }
-    meta = {**metrics, "config": cfg.to_dict(), "input_shape": list(splits.input_shape),
-            "mean": list(splits.mean) if splits.mean else None,
-            "std": list(splits.std) if splits.std else None}
+    meta = {
+        **metrics,
+        "config": cfg.to_dict(),
+        "input_shape": list(splits.input_shape),
+        "mean": list(splits.mean) if splits.mean else None,
+        "std": list(splits.std) if splits.std else None,
+    }
     save_checkpoint(path, model, spec, input_shape=splits.input_shape, meta=meta)
     path.with_suffix(".json").write_text(json.dumps(metrics, indent=2) + "\n")
     return BaseModel(model.eval(), spec, path, meta, cached=False)

@@ -38,26 +38,35 @@ def fit(
     generator = torch.Generator().manual_seed(cfg.seed)
     if cfg.optimizer == "sgd":
         optimizer: torch.optim.Optimizer = torch.optim.SGD(
-            model.parameters(), lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.momentum > 0,
-            weight_decay=cfg.weight_decay)
+            model.parameters(),
+            lr=cfg.lr,
+            momentum=cfg.momentum,
+            nesterov=cfg.momentum > 0,
+            weight_decay=cfg.weight_decay,
+        )
     else:
         optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     steps_per_epoch = math.ceil(len(splits.x_train) / batch_size)
     total = cfg.epochs * steps_per_epoch
     schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: 0.5 * (1 + math.cos(math.pi * step / total))
-        if cfg.schedule == "cosine" else 1.0)
+        optimizer,
+        lambda step: (
+            0.5 * (1 + math.cos(math.pi * step / total)) if cfg.schedule == "cosine" else 1.0
+        ),
+    )
     history = []
     for epoch in range(1, cfg.epochs + 1):
         start = time.perf_counter()
         model.train()
         loss_sum, seen = 0.0, 0
-        for xb, yb in batches(splits.x_train, splits.y_train, batch_size, generator,
-                              splits.augment):
+        for xb, yb in batches(
+            splits.x_train, splits.y_train, batch_size, generator, splits.augment
+        ):
             loss = nn.functional.cross_entropy(model(xb), yb)
             if not torch.isfinite(loss):
-                raise FloatingPointError(f"training loss became {loss.item()} in epoch {epoch}; "
-                                         "lower train.lr")
+                raise FloatingPointError(
+                    f"training loss became {loss.item()} in epoch {epoch}; lower train.lr"
+                )
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

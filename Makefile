@@ -1,0 +1,55 @@
+# Everything sets itself up on a fresh clone: a virtualenv in .venv, the package, the datasets.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# The CPU build of torch; installed before the package so pip never pulls a CUDA build here.
+TORCH ?= torch==2.13.0
+DATA ?= data
+FETCH ?= ../shared/data/fetch-datasets
+DEMO ?= experiments/lenet5-fashion-mnist.yaml
+
+.PHONY: setup data demo test test-slow lint format clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q "$(TORCH)"
+	$(PY) -m pip install -q -e ".[dev]"
+	touch $@
+
+# Fashion-MNIST and MNIST in the standard torchvision layout under $(DATA)/.
+data:
+	@if [ -x "$(FETCH)" ]; then "$(FETCH)" "$(DATA)" fashion-mnist mnist; \
+	elif [ -f "$(DATA)/FashionMNIST/raw/t10k-labels-idx1-ubyte" ] || [ -f "$(DATA)/FashionMNIST/raw/t10k-labels-idx1-ubyte.gz" ]; then \
+	  echo "datasets present in $(DATA)/"; \
+	else echo "Put the IDX files of Fashion-MNIST in $(DATA)/FashionMNIST/raw/ and of MNIST in $(DATA)/MNIST/raw/ (torchvision layout), or set FETCH=path/to/fetch-datasets"; exit 1; fi
+
+data-cifar10:
+	"$(FETCH)" "$(DATA)" cifar10
+
+# The main job: train (or reuse) the base LeNet-5 on Fashion-MNIST, then price it and a pruning policy.
+demo: setup data
+	$(PY) -m autocompress train $(DEMO)
+	$(PY) -m autocompress cost $(DEMO)
+	$(PY) -m autocompress cost $(DEMO) --policy experiments/policy-lenet5-prune.yaml
+
+test: setup
+	$(PY) -m pytest
+
+# Real-data runs (minutes): base-model accuracy targets on Fashion-MNIST and MNIST.
+test-slow: setup data
+	$(PY) -m pytest -m slow
+
+lint: setup
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+	$(PY) -m mypy
+
+format: setup
+	$(PY) -m ruff format .
+	$(PY) -m ruff check --fix .
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,110 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from autocompress.cli import main
+from autocompress.config import Limit, base_key, load_config, parse_config
+from autocompress.errors import ConfigError
+
+EXPERIMENTS = sorted(Path(__file__).parent.parent.joinpath("experiments").glob("*.yaml"))
+
+
+@pytest.mark.parametrize(
+    "path", [p for p in EXPERIMENTS if not p.name.startswith("policy-")], ids=lambda p: p.name
+)
+def test_every_experiment_config_parses(path: Path) -> None:
+    cfg = load_config(path)
+    assert cfg.name == path.stem
+
+
+def test_defaults_and_types(write_config) -> None:
+    cfg = load_config(write_config())
+    assert cfg.data.name == "digits" and cfg.data.val_size == 300
+    assert isinstance(cfg.finetune.epochs, float)
+    assert cfg.search.sampler == "tpe" and cfg.search.storage is None
+    assert cfg.run_dir.name == "digits-test"
+
+
+def test_config_is_frozen(write_config) -> None:
+    cfg = load_config(write_config())
+    with pytest.raises(AttributeError):
+        cfg.train.epochs = 5  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    ("changes", "key", "fragment"),
+    [
+        ({"train": {"epochz": 3}}, "train.epochz", "allowed: epochs, lr"),
+        ({"trian": {}}, "trian", "unknown key"),
+        ({"train": {"epochs": "ten"}}, "train.epochs", "expected an integer"),
+        ({"train": {"epochs": 0}}, "train.epochs", "an integer > 0"),
+        ({"train": {"lr": -1}}, "train.lr", "a number > 0"),
+        ({"train": {"optimizer": "rmsprop"}}, "train.optimizer", "one of sgd, adam"),
+        ({"finetune": {"distill_weight": 1.5}}, "finetune.distill_weight", "[0, 1]"),
+        ({"data": {"augment": "yes"}}, "data.augment", "true or false"),
+        ({"data": {"name": "imagenet"}}, "data.name", "one of cifar10, digits"),
+        (
+            {"model": {"name": "lenet5", "factory": None, "args": {"widht": 2}}},
+            "model.args.widht",
+            "allowed: width",
+        ),
+        ({"budget": {"flops": "25%"}}, "budget.flops", "allowed: macs, params"),
+        ({"budget": {"macs": "250%"}}, "budget.macs", "(0%, 100%]"),
+        ({"budget": {"macs": -3}}, "budget.macs", "a number > 0"),
+        ({"search": {"sampler": "bayes"}}, "search.sampler", "one of tpe, nsga2"),
+        ({"space": {"prune": [0, 1]}}, "space.prune", "no keys yet"),
+        ({"name": "bad name!"}, "name", "letters, digits"),
+    ],
+)
+def test_bad_values_name_the_dotted_key(write_config, changes, key, fragment) -> None:
+    with pytest.raises(ConfigError) as err:
+        load_config(write_config(changes))
+    assert err.value.key == key
+    assert f"'{key}'" in str(err.value) and fragment in str(err.value)
+
+
+def test_model_needs_exactly_one_source(write_config) -> None:
+    with pytest.raises(ConfigError, match="exactly one of model.name"):
+        load_config(write_config({"model": {"name": "lenet5"}}))  # factory also set
+
+
+def test_overrides_are_type_checked(write_config) -> None:
+    path = write_config()
+    cfg = load_config(path, ["train.epochs=7", "budget.macs=30%", "search.storage=null"])
+    assert cfg.train.epochs == 7
+    assert cfg.budget["macs"] == Limit(0.3, relative=True)
+    with pytest.raises(ConfigError, match="'train.epochs'.*expected an integer"):
+        load_config(path, ["train.epochs=many"])
+    with pytest.raises(ConfigError, match="'train.nope'"):
+        load_config(path, ["train.nope=1"])
+    with pytest.raises(ConfigError, match="KEY=VALUE"):
+        load_config(path, ["train.epochs"])
+
+
+def test_round_trip_and_base_key(write_config) -> None:
+    cfg = load_config(write_config({"budget": {"macs": "25%", "params": 1000}}))
+    again = parse_config(yaml.safe_load(yaml.safe_dump(cfg.to_dict())))
+    assert again == cfg
+    assert base_key(again) == base_key(cfg)
+    # the base key ignores where data lives and the search, but not training settings
+    moved = load_config(write_config(), ["data.root=/elsewhere", "search.trials=5"])
+    assert base_key(moved) == base_key(load_config(write_config()))
+    assert base_key(load_config(write_config(), ["train.lr=0.1"])) != base_key(moved)
+
+
+@pytest.mark.parametrize("command", ["train", "cost"])
+def test_cli_exits_2_with_one_line_and_writes_nothing(write_config, tmp_path, capsys, command):
+    path = write_config({"train": {"epochs": -1}})
+    assert main([command, str(path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert "'train.epochs'" in err and "-1" in err and "> 0" in err
+    assert not (tmp_path / "runs").exists()
+
+
+def test_cli_bad_override_exits_2(write_config, capsys) -> None:
+    assert main(["cost", str(write_config()), "--set", "data.batch_size=abc"]) == 2
+    assert "'data.batch_size'" in capsys.readouterr().err
