@@ -45,8 +45,8 @@ def _positive(x: float) -> bool:
 
 
 @dataclass(frozen=True)
-class ModelConfig:
-    """``name`` picks a zoo model, ``factory`` ("module:function") a user one; ``args`` go to it."""
+class _Source:
+    """``name`` picks a built-in, ``factory`` ("module:function") user code; ``args`` go to it."""
 
     name: str | None = None
     factory: str | None = _check(
@@ -56,14 +56,14 @@ class ModelConfig:
 
 
 @dataclass(frozen=True)
-class DataConfig:
-    """``name`` picks a built-in dataset, ``factory`` ("module:function") a user one."""
+class ModelConfig(_Source):
+    """A zoo model by ``name``, or a user ``factory`` returning an nn.Module."""
 
-    name: str | None = None
-    factory: str | None = _check(
-        lambda s: re.fullmatch(r"[\w.]+:\w+", s) is not None, "a 'module:function' string", None
-    )
-    args: dict[str, Any] = field(default_factory=dict)
+
+@dataclass(frozen=True)
+class DataConfig(_Source):
+    """A built-in dataset by ``name``, or a user ``factory`` (see autocompress.data)."""
+
     root: str = "data"
     val_size: int = _check(
         lambda n: n >= 0, "an integer >= 0 (images held out for validation)", 5000

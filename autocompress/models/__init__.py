@@ -8,6 +8,7 @@ turns back into a module: ``{"name": "lenet5", "args": {...}}`` for the zoo or
 
 from __future__ import annotations
 
+import functools
 import importlib
 import inspect
 from collections.abc import Callable, Mapping
@@ -18,16 +19,16 @@ from torch import nn
 from autocompress.errors import ConfigError
 from autocompress.models.lenet import LeNet5, LeNet300100
 from autocompress.models.mobilenetv2 import MobileNetV2Cifar
-from autocompress.models.resnet_cifar import resnet20, resnet32, resnet56
-from autocompress.models.vgg import vgg16_bn
+from autocompress.models.resnet_cifar import ResNetCifar
+from autocompress.models.vgg import VGG
 
 ZOO: dict[str, Callable[..., nn.Module]] = {
     "lenet300_100": LeNet300100,
     "lenet5": LeNet5,
-    "vgg16_bn": vgg16_bn,
-    "resnet20": resnet20,
-    "resnet32": resnet32,
-    "resnet56": resnet56,
+    "vgg16_bn": functools.partial(VGG, 16),
+    "resnet20": functools.partial(ResNetCifar, 20),
+    "resnet32": functools.partial(ResNetCifar, 32),
+    "resnet56": functools.partial(ResNetCifar, 56),
     "mobilenetv2_cifar": MobileNetV2Cifar,
 }
 

@@ -68,21 +68,3 @@ class ResNetCifar(nn.Module):
         x = torch.relu(self.bn1(self.conv1(x)))
         x = self.layer3(self.layer2(self.layer1(x)))
         return self.fc(torch.flatten(nn.functional.adaptive_avg_pool2d(x, 1), 1))
-
-
-def resnet20(
-    num_classes: int = 10, in_channels: int = 3, input_size: int = 32, width: float = 1.0
-) -> ResNetCifar:
-    return ResNetCifar(20, num_classes, in_channels, input_size, width)
-
-
-def resnet32(
-    num_classes: int = 10, in_channels: int = 3, input_size: int = 32, width: float = 1.0
-) -> ResNetCifar:
-    return ResNetCifar(32, num_classes, in_channels, input_size, width)
-
-
-def resnet56(
-    num_classes: int = 10, in_channels: int = 3, input_size: int = 32, width: float = 1.0
-) -> ResNetCifar:
-    return ResNetCifar(56, num_classes, in_channels, input_size, width)

@@ -71,9 +71,3 @@ class VGG(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.pool(self.features(x)).flatten(1))
-
-
-def vgg16_bn(
-    num_classes: int = 10, in_channels: int = 3, input_size: int = 32, width: float = 1.0
-) -> VGG:
-    return VGG(16, num_classes, in_channels, input_size, width)
