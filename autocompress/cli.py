@@ -61,6 +61,20 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="retrain even if a cached model exists")
     p.set_defaults(func=cmd_train)
 
+    p = command("apply", "compress the base model with a policy, fine-tune it, test and export it")
+    p.add_argument("--policy", type=Path, required=True, help="policy YAML file")
+    p.add_argument("--finetune-epochs", type=float, help="override finetune.epochs")
+    p.add_argument("--out", type=Path, required=True, help="output directory")
+    p.set_defaults(func=cmd_apply)
+
+    p = command("distill", "train a compact student with the base model as teacher, and alone")
+    p.add_argument(
+        "--student", required=True, metavar="SPEC", help="zoo model and args, e.g. lenet5:width=0.5"
+    )
+    p.add_argument("--epochs", type=float, help="student training epochs (default: train.epochs)")
+    p.add_argument("--out", type=Path, required=True, help="output directory")
+    p.set_defaults(func=cmd_distill)
+
     p = command("cost", "price the base model, or a policy, with the analytic cost model")
     p.add_argument("--policy", type=Path, help="policy YAML file (default: the base model)")
     p.add_argument("--json", action="store_true", help="print JSON instead of tables")
@@ -118,6 +132,102 @@ def cmd_train(cfg: Config, args: argparse.Namespace) -> int:
     return 0
 
 
+def _prepare(cfg: Config) -> tuple[Any, Any, Any]:
+    """Data, the (cached or freshly trained) base model and its profile."""
+    from autocompress.cost.profile import profile_model
+    from autocompress.data import load_data
+    from autocompress.train.base import ensure_base
+
+    splits = load_data(cfg.data, seed=cfg.train.seed)
+    _write_run_config(cfg)
+    base = ensure_base(
+        cfg,
+        splits,
+        on_epoch=lambda log: console.print(
+            f"  base epoch {log.epoch}/{log.epochs}  val {log.val_accuracy:.2%}"
+        ),
+    )
+    name = base.spec.get("name") or base.spec["factory"]
+    return splits, base, profile_model(base.model, splits.input_shape, name)
+
+
+# ---------------------------------------------------------------------------------------------
+# apply and distill
+
+
+def cmd_apply(cfg: Config, args: argparse.Namespace) -> int:
+    from autocompress.compress import KNOB_METHODS
+    from autocompress.export import compress_and_export
+    from autocompress.policy import Policy, check_policy
+
+    policy = Policy.load(args.policy)
+    if args.finetune_epochs is not None and args.finetune_epochs < 0:
+        from autocompress.errors import ConfigError
+
+        raise ConfigError("--finetune-epochs", args.finetune_epochs, "a number of epochs >= 0")
+    splits, base, profile = _prepare(cfg)
+    check_policy(policy, profile, KNOB_METHODS, cfg.compress.round_to)
+    report = compress_and_export(
+        cfg, splits, base, profile, policy, args.out, args.finetune_epochs, log=console.print
+    )
+    _print_report(report, f"{args.policy} · {cfg.name}")
+    console.print(
+        f"wrote {args.out}/model.pt, weights.bin, policy.yaml, report.json", soft_wrap=True
+    )
+    return 0
+
+
+def cmd_distill(cfg: Config, args: argparse.Namespace) -> int:
+    from autocompress.distill import distill, parse_student
+
+    student = parse_student(args.student)
+    splits, base, profile = _prepare(cfg)
+    report = distill(cfg, splits, base, profile, student, args.out, args.epochs, log=console.print)
+    for label in ("distilled", "alone"):
+        _print_report(report[label], f"student {args.student} · {label}")
+    console.print(f"wrote {args.out}/model.pt and report.json", soft_wrap=True)
+    return 0
+
+
+def _print_report(report: dict[str, Any], title: str) -> None:
+    table = Table(title=title)
+    table.add_column("metric")
+    table.add_column("base", justify="right")
+    table.add_column("compressed", justify="right")
+    table.add_column("ratio", justify="right")
+    table.add_row(
+        "test accuracy",
+        f"{report['base_accuracy']:.2%}",
+        f"{report['accuracy']:.2%}",
+        f"{(report['accuracy'] - report['base_accuracy']) * 100:+.2f} pt",
+    )
+    if "accuracy_before_finetune" in report:
+        table.add_row("  before fine-tune", "", f"{report['accuracy_before_finetune']:.2%}", "")
+    for key in ("macs", "params", "bitops", "size_bytes"):
+        table.add_row(
+            key,
+            f"{report['base_' + key]:,}",
+            f"{report[key]:,}",
+            f"{report[key] / report['base_' + key]:.3f}",
+        )
+    table.add_row(
+        "size_bytes_huffman",
+        "",
+        f"{report['size_bytes_huffman']:,}",
+        f"{report['compression_ratio_huffman']:.1f}× smaller",
+    )
+    table.add_row("compression", "", "", f"{report['compression_ratio']:.1f}×")
+    for b, value in report["latency_ms"].items():
+        base_ms = report["base_latency_ms"][b]
+        table.add_row(
+            f"latency ms ({b.replace('_', ' ')})",
+            f"{base_ms:.3f}",
+            f"{value:.3f}",
+            f"{value / base_ms:.2f}",
+        )
+    console.print(table)
+
+
 def _write_run_config(cfg: Config) -> None:
     cfg.run_dir.mkdir(parents=True, exist_ok=True)
     (cfg.run_dir / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
@@ -128,7 +238,7 @@ def _write_run_config(cfg: Config) -> None:
 
 
 def cmd_cost(cfg: Config, args: argparse.Namespace) -> int:
-    from autocompress.compress import METHODS
+    from autocompress.compress import KNOB_METHODS
     from autocompress.cost.metrics import compute_costs
     from autocompress.cost.profile import profile_model
     from autocompress.data import data_shape
@@ -141,7 +251,7 @@ def cmd_cost(cfg: Config, args: argparse.Namespace) -> int:
     profile = profile_model(init_model(spec, cfg.train.seed), shape, model_name)
     base_policy = Policy(model_name)
     policy = Policy.load(args.policy) if args.policy else base_policy
-    check_policy(policy, profile, METHODS)
+    check_policy(policy, profile, KNOB_METHODS, cfg.compress.round_to)
     base = compute_costs(profile, base_policy, cfg.compress.round_to)
     costs = compute_costs(profile, policy, cfg.compress.round_to)
     report = _cost_report(cfg, profile.layers, base, costs, policy)

@@ -134,7 +134,9 @@ def _check_value(layer: str, knob: str, value: Any) -> None:
         raise PolicyError(layer, knob, f"got {value!r}; allowed: an integer in [2, 65536] or null")
 
 
-def check_policy(policy: Policy, profile: Profile, methods: Mapping[str, object]) -> None:
+def check_policy(
+    policy: Policy, profile: Profile, methods: Mapping[str, object], round_to: int = 1
+) -> None:
     """Raise PolicyError if the policy cannot be applied to the profiled model.
 
     ``methods`` is the registry of implemented knobs; a knob set away from its default with
@@ -144,6 +146,10 @@ def check_policy(policy: Policy, profile: Profile, methods: Mapping[str, object]
         raise PolicyError(
             "<file>", None, f"the policy is for model '{policy.model}', not '{profile.model}'"
         )
+    from autocompress.compress.lowrank import check as check_rank
+    from autocompress.cost.metrics import group_channels
+
+    kept = group_channels(profile, policy, round_to)
     group_ratio: dict[int, tuple[str, float]] = {}
     for name, choice in policy.layers.items():
         if name not in profile.layers:
@@ -172,3 +178,19 @@ def check_policy(policy: Policy, profile: Profile, methods: Mapping[str, object]
                     f"group: {', '.join(group.layers)}); give them the same value "
                     "or set it on one of them",
                 )
+        layer = profile.layers[name]
+        if choice.rank < 1.0:
+            fan_in = layer.in_fixed + sum(kept[g] * m for g, m in layer.in_groups)
+            why = check_rank(
+                layer.kind, layer.groups, choice.rank, kept[layer.out_group], fan_in * layer.kernel
+            )
+            if why:
+                raise PolicyError(name, "rank", why)
+        if choice.clusters is not None and choice.w_bits < 16:
+            raise PolicyError(
+                name,
+                "w_bits",
+                "with clusters the weights are stored as "
+                "log2(clusters)-bit indices into a float codebook: use w_bits 16 "
+                "or 32 (the codebook's precision)",
+            )

@@ -6,6 +6,10 @@ import pytest
 import yaml
 
 from autocompress.cli import main
+from autocompress.compress import KNOB_METHODS
+from autocompress.cost.profile import profile_model
+from autocompress.models import ZOO
+from autocompress.policy import Policy, check_policy
 from autocompress.config import Limit, base_key, load_config, parse_config
 from autocompress.errors import ConfigError
 

@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from autocompress.compress import METHODS
+from autocompress.compress import KNOB_METHODS as METHODS
 from autocompress.cost.profile import profile_model
 from autocompress.errors import PolicyError
 from autocompress.models import ZOO
@@ -90,14 +90,34 @@ def test_policy_for_another_model_is_an_error(lenet5_profile) -> None:
 
 
 def test_knob_without_a_method_is_an_error_not_a_no_op(lenet5_profile) -> None:
-    missing = [k for k in ("sparsity", "w_bits", "rank", "clusters") if k not in METHODS]
-    if not missing:
-        pytest.skip("every knob has a method")
-    knob = missing[0]
-    value = {"sparsity": 0.5, "w_bits": 4, "rank": 0.5, "clusters": 8}[knob]
-    with pytest.raises(PolicyError, match=f"knob '{knob}'.*no method"):
+    only_prune = {"prune": METHODS["prune"]}
+    with pytest.raises(PolicyError, match="knob 'sparsity'.*no method"):
         check_policy(
-            Policy("lenet5", {"fc1": LayerChoice(**{knob: value})}), lenet5_profile, METHODS
+            Policy("lenet5", {"fc1": LayerChoice(sparsity=0.5)}), lenet5_profile, only_prune
+        )
+
+
+def test_rank_that_does_not_reduce_macs_is_refused(lenet5_profile) -> None:
+    # conv1 is 20×25: rank 13 of 20 costs 13 × (25 + 20) = 585 > 500 MACs per position
+    with pytest.raises(PolicyError, match=r"layer 'conv1', knob 'rank'.*does not reduce MACs"):
+        check_policy(Policy("lenet5", {"conv1": LayerChoice(rank=0.65)}), lenet5_profile, METHODS)
+    check_policy(Policy("lenet5", {"conv1": LayerChoice(rank=0.5)}), lenet5_profile, METHODS)
+
+
+def test_clusters_with_integer_bits_is_refused(lenet5_profile) -> None:
+    with pytest.raises(PolicyError, match="knob 'w_bits'.*clusters"):
+        check_policy(
+            Policy("lenet5", {"fc1": LayerChoice(clusters=16, w_bits=4)}), lenet5_profile, METHODS
+        )
+
+
+def test_depthwise_conv_cannot_be_factorized() -> None:
+    profile = profile_model(ZOO["mobilenetv2_cifar"](), (3, 32, 32), "mobilenetv2_cifar")
+    with pytest.raises(PolicyError, match="knob 'rank'.*depthwise"):
+        check_policy(
+            Policy("mobilenetv2_cifar", {"features.2.conv.3": LayerChoice(rank=0.1)}),
+            profile,
+            METHODS,
         )
 
 

@@ -16,7 +16,7 @@ from autocompress.cost.metrics import group_channels
 from autocompress.cost.profile import Profile
 from autocompress.policy import Policy
 
-KNOB = "prune"
+KNOBS = ("prune",)
 
 
 def apply(

@@ -7,10 +7,11 @@ It must agree exactly with counting on the really compressed model (tests check 
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 from autocompress.cost.profile import Profile
-from autocompress.policy import Policy
+from autocompress.policy import LayerChoice, Policy
 
 FLOAT_BITS = 32  # biases, norms and other parameters stay float32
 
@@ -61,6 +62,21 @@ def kept_channels(channels: int, prune: float, round_to: int = 1) -> int:
     return max(1, min(channels, keep))
 
 
+def kept_rank(rank: float, out: int, fan_in: int) -> int:
+    """Rank kept of an ``out`` × ``fan_in`` matrix (fan_in = in channels × kernel area)."""
+    return max(1, round(rank * min(out, fan_in)))
+
+
+def zeroed(count: int, sparsity: float) -> int:
+    """How many of ``count`` weights a ``sparsity`` fraction zeroes."""
+    return int(sparsity * count + 1e-9)
+
+
+def index_bits(clusters: int) -> int:
+    """Bits of one index into a codebook of ``clusters`` shared values."""
+    return max(1, math.ceil(math.log2(clusters)))
+
+
 def group_channels(profile: Profile, policy: Policy, round_to: int = 1) -> dict[int, int]:
     """Kept channels of every channel group under ``policy``."""
     kept = {gid: g.channels for gid, g in profile.groups.items()}
@@ -74,26 +90,36 @@ def group_channels(profile: Profile, policy: Policy, round_to: int = 1) -> dict[
 def compute_costs(profile: Profile, policy: Policy, round_to: int = 1) -> Costs:
     """Price ``policy`` on the profiled model without building it (microseconds).
 
-    The policy must have passed :func:`autocompress.policy.check_policy`.
+    The policy must have passed :func:`autocompress.policy.check_policy`. Storage per layer
+    (DESIGN.md decision 5): values at ``w_bits`` (plus a float32 scale per output channel below
+    16 bits) or, with ``clusters``, log2(clusters)-bit indices plus the codebook; a sparse layer
+    adds a one-bit-per-weight bitmap and stores only kept values; biases are float32. Each
+    layer is packed to whole bytes. Norm layers and other tensors stay float32.
     """
     kept = group_channels(profile, policy, round_to)
     layers = {}
-    macs = params = bitops = size_bits = 0
+    macs = params = bitops = size_bytes = 0
     for name, layer in profile.layers.items():
         choice = policy.choice(name)
         out = kept[layer.out_group]
         fan_in = layer.in_fixed + sum(kept[g] * mult for g, mult in layer.in_groups)
         groups = out if layer.depthwise else layer.groups
-        weights = out * (fan_in // groups) * layer.kernel
+        per_out = (fan_in // groups) * layer.kernel
+        factors: tuple[tuple[int, int], ...] = ((out, out * per_out),)  # (out channels, weights)
+        if choice.rank < 1.0:
+            r = kept_rank(choice.rank, out, per_out)
+            factors = ((r, r * per_out), (out, out * r))
+        weights = sum(n for _, n in factors)
         bias = out if layer.bias else 0
         lmacs = layer.positions * weights
+        lbits = bias * FLOAT_BITS + sum(_weight_bits(c, n, choice) for c, n in factors)
         lbitops = lmacs * choice.w_bits * choice.a_bits
-        lbits = weights * choice.w_bits + bias * FLOAT_BITS
-        layers[name] = LayerCost(lmacs, weights + bias, lbitops, -(-lbits // 8), fan_in, out)
+        lbytes = -(-lbits // 8)
+        layers[name] = LayerCost(lmacs, weights + bias, lbitops, lbytes, fan_in, out)
         macs += lmacs
         params += weights + bias
         bitops += lbitops
-        size_bits += lbits
+        size_bytes += lbytes
     floats = profile.fixed_params + profile.fixed_state
     params += profile.fixed_params
     for norm in profile.norms.values():
@@ -101,5 +127,34 @@ def compute_costs(profile: Profile, policy: Policy, round_to: int = 1) -> Costs:
         affine = 2 * channels if norm.affine else 0
         params += affine
         floats += affine + (2 * channels if norm.running_stats else 0)
-    size_bytes = -(-size_bits // 8) + floats * FLOAT_BITS // 8
+    size_bytes += floats * FLOAT_BITS // 8
     return Costs(macs, params, bitops, size_bytes, layers)
+
+
+def _weight_bits(channels: int, count: int, choice: LayerChoice) -> int:
+    """Stored bits of one weight tensor of ``count`` values and ``channels`` output channels."""
+    kept = count - zeroed(count, choice.sparsity)
+    bits, dense_bits, side = value_bits(choice.w_bits, choice.clusters, channels)
+    return storage_bits(count, kept, bits, dense_bits) + side
+
+
+def value_bits(w_bits: int, clusters: int | None, channels: int) -> tuple[int, int, int]:
+    """(bits per kept value, bits per value when zeros are stored too, side-table bits).
+
+    Codes below 16 bits carry a float32 scale per output channel and store zero as a code; a
+    codebook of ``clusters`` values (at ``w_bits`` 16 or 32) needs one more index for zero.
+    """
+    if clusters is not None:
+        return index_bits(clusters), index_bits(clusters + 1), clusters * min(w_bits, 32)
+    return w_bits, w_bits, channels * FLOAT_BITS if w_bits < 16 else 0
+
+
+def storage_bits(count: int, kept: int, bits: int, dense_bits: int) -> int:
+    """The cheaper of dense storage and a bitmap plus the kept values."""
+    dense = count * dense_bits
+    return dense if kept == count else min(dense, kept * bits + count)
+
+
+def sparse_storage(count: int, kept: int, bits: int, dense_bits: int) -> bool:
+    """Whether :func:`storage_bits` picks the bitmap form."""
+    return kept < count and kept * bits + count < count * dense_bits

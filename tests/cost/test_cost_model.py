@@ -11,6 +11,8 @@ from hypothesis import strategies as st
 from torch.utils.flop_counter import FlopCounterMode
 
 from autocompress.compress import apply_policy
+from autocompress.compress.layers import folded
+from autocompress.compress.pack import pack_model
 from autocompress.config import CompressConfig
 from autocompress.cost.metrics import compute_costs, kept_channels
 from autocompress.cost.profile import Profile, profile_model
@@ -30,15 +32,16 @@ def model_and_profile(name: str) -> tuple[torch.nn.Module, Profile]:
     return model, profile_model(model, shape, name)
 
 
-def count(model: torch.nn.Module, shape: tuple[int, ...]) -> dict[str, int]:
-    """MACs by FlopCounterMode (FLOPs / 2, conv and linear), params and fp32 bytes by tensors."""
+def count(model: torch.nn.Module, profile: Profile, policy: Policy) -> dict[str, int]:
+    """MACs by FlopCounterMode (FLOPs / 2, conv and linear), params by tensors of the folded
+    model, bytes as packed for export."""
     with FlopCounterMode(display=False) as counter:
-        model.eval()(torch.zeros(1, *shape))
-    state = model.state_dict().values()
+        model.eval()(torch.zeros(1, *profile.input_shape))
+    blobs = pack_model(model, policy, list(profile.layers))
     return {
         "macs": counter.get_total_flops() // 2,
-        "params": sum(p.numel() for p in model.parameters()),
-        "size_bytes": sum(t.numel() * t.element_size() for t in state if t.is_floating_point()),
+        "params": sum(p.numel() for p in folded(model).parameters()),
+        "size_bytes": sum(len(b) for b in blobs.values()),
     }
 
 
@@ -56,8 +59,10 @@ def prune_policies(draw: st.DrawFn, profile: Profile) -> tuple[Policy, int]:
 def test_base_costs_equal_counts(name: str) -> None:
     model, profile = model_and_profile(name)
     costs = compute_costs(profile, Policy(name))
-    assert costs.as_dict() | {"bitops": 0} == count(model, profile.input_shape) | {"bitops": 0}
+    assert costs.as_dict() | {"bitops": 0} == count(model, profile, Policy(name)) | {"bitops": 0}
     assert costs.bitops == costs.macs * 32 * 32
+    state = model.state_dict().values()  # float32 everywhere: the bytes of the state dict
+    assert costs.size_bytes == sum(t.numel() * 4 for t in state if t.is_floating_point())
 
 
 def test_lenet5_matches_the_paper() -> None:
@@ -81,7 +86,7 @@ def test_pruned_costs_equal_counts_on_the_built_model(name: str) -> None:
         policy, round_to = drawn
         pruned = apply_policy(model, policy, profile, CompressConfig(round_to=round_to))
         costs = compute_costs(profile, policy, round_to)
-        assert costs.as_dict() | {"bitops": 0} == count(pruned, profile.input_shape) | {"bitops": 0}
+        assert costs.as_dict() | {"bitops": 0} == count(pruned, profile, policy) | {"bitops": 0}
         out = pruned.eval()(torch.zeros(2, *profile.input_shape))
         assert out.shape == model.eval()(torch.zeros(2, *profile.input_shape)).shape
         # per-layer shapes are what the cost model says

@@ -1,0 +1,266 @@
+"""Weights packed to their bits: the exported storage the cost model's ``size_bytes`` prices.
+
+Per compressible layer, one bit stream, padded to whole bytes: for each weight tensor (two
+after a low-rank factorization) the sparsity bitmap (if sparse), then the kept values — codes
+at ``w_bits`` with a float32 scale per output channel, float16/float32 values, or
+log2(clusters)-bit indices followed by the codebook — then the float32 bias. Every other tensor
+the model needs (norms, running statistics) is stored as float32.
+
+:func:`huffman_bits` gives Deep Compression's accounting of the same weights: relative indices
+of the kept weights (8-bit gaps for convolutions, 5-bit for linears, with filler entries for
+longer gaps) and Huffman coding of the value and gap symbols, code tables included.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections import Counter
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from autocompress.compress.layers import WeightLayer, stored_weight, transforms, weight_layers
+from autocompress.compress.quantize import WeightQuant, channel_scale
+from autocompress.compress.share import Shared
+from autocompress.compress.sparsity import keep_mask
+from autocompress.cost.metrics import sparse_storage, value_bits
+from autocompress.policy import Policy
+
+GAP_BITS = {"conv": 8, "linear": 5}  # Deep Compression's relative-index widths
+
+
+@dataclass(frozen=True)
+class Encoded:
+    """One weight tensor as stored: a symbol per position, the kept mask, side tables."""
+
+    shape: tuple[int, ...]
+    symbols: np.ndarray  # uint64 per position; pruned positions hold the zero symbol
+    keep: np.ndarray  # bool per position
+    bits: int  # per kept symbol in the bitmap form
+    dense_bits: int  # per symbol when zeros are stored too
+    side: list[tuple[np.ndarray, int]]  # (values, bits) stored after the symbols
+    huffman: bool  # whether the symbols are codes worth entropy coding (not raw floats)
+
+    @property
+    def sparse(self) -> bool:
+        return sparse_storage(self.keep.size, int(self.keep.sum()), self.bits, self.dense_bits)
+
+    def stream(self) -> list[np.ndarray]:
+        if self.sparse:
+            return [
+                self.keep.astype(np.uint8),
+                _bits(self.symbols[self.keep], self.bits),
+                *(_bits(v, b) for v, b in self.side),
+            ]
+        return [_bits(self.symbols, self.dense_bits), *(_bits(v, b) for v, b in self.side)]
+
+
+def encode(layer: WeightLayer, w_bits: int, clusters: int | None) -> Encoded:
+    """The stored form of ``layer``'s effective weight."""
+    chain = transforms(layer)
+    weight = layer.weight.detach()
+    shape = tuple(weight.shape)
+    keep_t = keep_mask(layer)
+    keep = np.ones(weight.numel(), bool) if keep_t is None else keep_t.flatten().numpy()
+    bits, dense_bits, _ = value_bits(w_bits, clusters, shape[0])
+    shared = next((t for t in chain if isinstance(t, Shared)), None)
+    if clusters is not None and shared is not None:
+        book = shared.centroids.detach()
+        side = (
+            [(book.half().numpy().view(np.uint16).astype(np.uint64), 16)]
+            if w_bits == 16
+            else [(book.float().numpy().view(np.uint32).astype(np.uint64), 32)]
+        )
+        index = shared.index.flatten().numpy().astype(np.uint64)
+        symbols = np.where(keep, index, np.uint64(clusters))  # zero is the extra index
+        return Encoded(shape, symbols, keep, bits, dense_bits, side, huffman=True)
+    if w_bits < 16:
+        quant = next(t for t in chain if isinstance(t, WeightQuant))
+        pre = _input_of(layer, quant)
+        scale = channel_scale(pre, w_bits)
+        qmax = 2 ** (w_bits - 1) - 1
+        codes = torch.round(pre / scale).clamp(-qmax, qmax).to(torch.int64) + qmax
+        scales = scale.flatten().float().numpy().view(np.uint32).astype(np.uint64)
+        return Encoded(
+            shape,
+            codes.flatten().numpy().astype(np.uint64),
+            keep,
+            bits,
+            dense_bits,
+            [(scales, 32)],
+            huffman=True,
+        )
+    flat = weight.flatten()
+    raw = (
+        flat.half().numpy().view(np.uint16)
+        if w_bits == 16
+        else flat.float().numpy().view(np.uint32)
+    )
+    return Encoded(shape, raw.astype(np.uint64), keep, bits, dense_bits, [], huffman=False)
+
+
+def _input_of(layer: WeightLayer, target: nn.Module) -> torch.Tensor:
+    """The tensor a weight transform receives: the stored weight through the ones before it."""
+    x = stored_weight(layer).detach()
+    for t in transforms(layer):
+        if t is target:
+            return x
+        x = t(x)
+    raise AssertionError("transform not in the layer's chain")
+
+
+def encode_model(
+    model: nn.Module, policy: Policy, layer_names: list[str]
+) -> dict[str, tuple[list[Encoded], np.ndarray | None]]:
+    """Every compressible layer's encoded weight tensors and float32 bias."""
+    out = {}
+    for name in layer_names:
+        choice = policy.choice(name)
+        factors = weight_layers(model, name)
+        encoded = [encode(f, choice.w_bits, choice.clusters) for f in factors]
+        bias = factors[-1].bias
+        out[name] = (encoded, None if bias is None else bias.detach().float().numpy())
+    return out
+
+
+def pack_layer(encoded: list[Encoded], bias: np.ndarray | None) -> bytes:
+    """One layer's bit stream, padded to whole bytes."""
+    parts = [part for e in encoded for part in e.stream()]
+    if bias is not None:
+        parts.append(_bits(bias.view(np.uint32).astype(np.uint64), 32))
+    return np.packbits(np.concatenate(parts)).tobytes()
+
+
+def unpack_layer(
+    blob: bytes, specs: list[tuple[tuple[int, ...], int, int, int | None]], bias: int
+) -> tuple[list[torch.Tensor], torch.Tensor | None]:
+    """Decode :func:`pack_layer`: ``specs`` = (shape, kept count, w_bits, clusters) per tensor.
+
+    Returns the effective weights and the bias, equal to the packed model's.
+    """
+    bits = np.unpackbits(np.frombuffer(blob, np.uint8))
+    pos = 0
+
+    def take(count: int, width: int) -> np.ndarray:
+        nonlocal pos
+        chunk = bits[pos : pos + count * width].reshape(count, width).astype(np.uint64)
+        pos += count * width
+        return (chunk << np.arange(width - 1, -1, -1, dtype=np.uint64)).sum(1, dtype=np.uint64)
+
+    weights = []
+    for shape, kept, w_bits, clusters in specs:
+        n = int(np.prod(shape))
+        vbits, dense_bits, _ = value_bits(w_bits, clusters, shape[0])
+        if sparse_storage(n, kept, vbits, dense_bits):
+            keep = take(n, 1).astype(bool)
+            symbols = np.zeros(n, np.uint64)
+            symbols[keep] = take(kept, vbits)
+        else:
+            symbols = take(n, dense_bits)
+            keep = np.ones(n, bool)
+        if clusters is not None:
+            width = 16 if w_bits == 16 else 32
+            raw = take(clusters, width)
+            book = (
+                raw.astype(np.uint16).view(np.float16)
+                if width == 16
+                else raw.astype(np.uint32).view(np.float32)
+            ).astype(np.float32)
+            keep &= symbols < clusters
+            values = np.where(keep, np.append(book, 0)[np.minimum(symbols, clusters)], 0)
+        elif w_bits < 16:
+            qmax = 2 ** (w_bits - 1) - 1
+            codes = torch.from_numpy(symbols.astype(np.int64) - qmax).float()
+            scales = torch.from_numpy(take(shape[0], 32).astype(np.uint32).view(np.float32))
+            values = (codes.view(shape[0], -1) * scales[:, None]).flatten().numpy() * keep
+        elif w_bits == 16:
+            values = symbols.astype(np.uint16).view(np.float16).astype(np.float32) * keep
+        else:
+            values = symbols.astype(np.uint32).view(np.float32) * keep
+        weights.append(torch.from_numpy(np.ascontiguousarray(values, np.float32).reshape(shape)))
+    b = None
+    if bias:
+        b = torch.from_numpy(take(bias, 32).astype(np.uint32).view(np.float32).copy())
+    return weights, b
+
+
+def _bits(values: np.ndarray, width: int) -> np.ndarray:
+    shifts = np.arange(width - 1, -1, -1, dtype=np.uint64)
+    return ((values[:, None] >> shifts) & np.uint64(1)).astype(np.uint8).ravel()
+
+
+def huffman_bits(encoded: list[Encoded], bias: np.ndarray | None, kind: str) -> int:
+    """Deep Compression's size of one layer: relative indices and Huffman-coded symbols."""
+    total = 0 if bias is None else bias.size * 32
+    gap_bits = GAP_BITS[kind]
+    for e in encoded:
+        total += sum(v.size * b for v, b in e.side)
+        symbols = e.symbols[e.keep]
+        if not e.keep.all():
+            positions = np.flatnonzero(e.keep)
+            gaps = np.diff(positions, prepend=-1)
+            limit = 2**gap_bits - 1
+            fillers = ((gaps - 1) // limit).astype(np.int64)  # extra entries for long gaps
+            gap_symbols = np.concatenate(
+                [np.full(int(fillers.sum()), limit), gaps - fillers * limit]
+            )
+            symbols = np.concatenate([np.zeros(int(fillers.sum()), np.uint64), symbols])
+            total += _huffman_total(gap_symbols, gap_bits)
+        total += _huffman_total(symbols, e.bits) if e.huffman else symbols.size * e.bits
+    return total
+
+
+def _huffman_total(symbols: np.ndarray, symbol_bits: int) -> int:
+    """Bits of the Huffman-coded symbols plus the code table (symbol and code length each)."""
+    counts = Counter(symbols.tolist())
+    if not counts:
+        return 0
+    if len(counts) == 1:
+        lengths = {next(iter(counts)): 1}
+    else:
+        lengths = {s: 0 for s in counts}
+        heap = [(c, i, [s]) for i, (s, c) in enumerate(counts.items())]
+        heapq.heapify(heap)
+        tie = len(heap)
+        while len(heap) > 1:
+            c1, _, s1 = heapq.heappop(heap)
+            c2, _, s2 = heapq.heappop(heap)
+            for s in s1 + s2:
+                lengths[s] += 1
+            heapq.heappush(heap, (c1 + c2, tie, s1 + s2))
+            tie += 1
+    coded = sum(counts[s] * lengths[s] for s in counts)
+    return coded + len(counts) * (symbol_bits + 8)
+
+
+def float_tensors(model: nn.Module, layer_names: list[str]) -> dict[str, torch.Tensor]:
+    """Tensors stored as float32 besides the compressible layers: norms, running stats, ..."""
+    prefixes = tuple(f"{n}." for n in layer_names)
+    return {
+        k: v
+        for k, v in model.state_dict().items()
+        if not k.startswith(prefixes) and v.is_floating_point()
+    }
+
+
+def pack_model(model: nn.Module, policy: Policy, layer_names: list[str]) -> dict[str, bytes]:
+    """Every compressible layer's packed bytes, and ``"<float32>"`` for the other tensors."""
+    blobs = {
+        name: pack_layer(*enc) for name, enc in encode_model(model, policy, layer_names).items()
+    }
+    floats = float_tensors(model, layer_names)
+    blobs["<float32>"] = b"".join(t.float().numpy().tobytes() for t in floats.values())
+    return blobs
+
+
+def huffman_size(model: nn.Module, policy: Policy, kinds: dict[str, str]) -> int:
+    """Bytes of the model in Deep Compression's accounting (``kinds``: layer → conv/linear)."""
+    names = list(kinds)
+    bits = sum(
+        huffman_bits(enc, bias, kinds[name])
+        for name, (enc, bias) in encode_model(model, policy, names).items()
+    )
+    floats = sum(t.numel() for t in float_tensors(model, names).values())
+    return -(-bits // 8) + 4 * floats

@@ -1,0 +1,121 @@
+"""Knowledge distillation into a compact network, and the same network trained alone.
+
+``autocompress distill CONFIG --student lenet5:width=0.5`` trains the student from scratch with
+the base model as teacher (Hinton et al.: cross-entropy plus temperature-softened KL), then
+trains the same student, from the same initialisation, without a teacher: the compact-network
+baseline. Both are tested and reported like ``apply``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+
+from autocompress.checkpoint import save_checkpoint
+from autocompress.config import Config
+from autocompress.cost.metrics import compute_costs
+from autocompress.cost.profile import Profile, profile_model
+from autocompress.data import Splits
+from autocompress.errors import ConfigError
+from autocompress.export import latency
+from autocompress.models import ZOO, check_args, model_spec
+from autocompress.policy import Policy
+from autocompress.train.base import BaseModel, init_model
+from autocompress.train.finetune import finetune, log_progress
+from autocompress.train.fit import evaluate
+
+
+def parse_student(spec: str) -> tuple[str, dict[str, Any]]:
+    """``"lenet5:width=0.5,..."`` → ("lenet5", {"width": 0.5}); errors name the bad part."""
+    name, _, rest = spec.partition(":")
+    if name not in ZOO:
+        raise ConfigError("--student", spec, f"a zoo model, one of {', '.join(sorted(ZOO))}")
+    args: dict[str, Any] = {}
+    for item in filter(None, rest.split(",")):
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ConfigError("--student", spec, "arguments as key=value, e.g. lenet5:width=0.5")
+        args[key.strip()] = yaml.safe_load(value)
+    try:
+        check_args(name, args)
+    except ConfigError as exc:
+        raise ConfigError("--student", spec, exc.allowed) from None
+    return name, args
+
+
+def distill(
+    cfg: Config,
+    splits: Splits,
+    base: BaseModel,
+    base_profile: Profile,
+    student: tuple[str, dict[str, Any]],
+    out: Path,
+    epochs: float | None = None,
+    log: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    name, args = student
+    spec = model_spec(name, None, args, splits.input_shape, splits.num_classes)
+    base_costs = compute_costs(base_profile, Policy(base_profile.model))
+    train = replace(
+        cfg.finetune,
+        epochs=epochs if epochs is not None else cfg.train.epochs,
+        steps=None,
+        lr=cfg.train.lr,
+    )
+    threads_report = {
+        "base_latency_ms": latency(base.model, splits.input_shape, torch.get_num_threads())
+    }
+    reports = {}
+    for label, teacher, weight in (
+        ("distilled", base.model, cfg.finetune.distill_weight),
+        ("alone", None, 0.0),
+    ):
+        start = time.perf_counter()
+        model = init_model(spec, cfg.train.seed)
+        log(f"training {name} {args or ''} {label} for {train.epochs:g} epochs")
+        tuned = finetune(
+            model,
+            teacher,
+            splits,
+            replace(train, distill_weight=weight),
+            cfg.data.batch_size,
+            cfg.train.seed,
+            callback=log_progress(log),
+        )
+        costs = compute_costs(profile_model(model, splits.input_shape, name), Policy(name))
+        reports[label] = {
+            "student": {"name": name, "args": args},
+            "base_accuracy": base.metrics["test_accuracy"],
+            "accuracy": evaluate(model, splits.x_test, splits.y_test),
+            "val_accuracy": tuned.val_accuracy,
+            **costs.as_dict(),
+            **{f"base_{k}": v for k, v in base_costs.as_dict().items()},
+            "size_bytes_huffman": costs.size_bytes,
+            "compression_ratio": base_costs.size_bytes / costs.size_bytes,
+            "compression_ratio_huffman": base_costs.size_bytes / costs.size_bytes,
+            "macs_ratio": costs.macs / base_costs.macs,
+            "latency_ms": latency(model, splits.input_shape, torch.get_num_threads()),
+            **threads_report,
+            "distill_weight": weight,
+            "temperature": cfg.finetune.temperature,
+            "epochs": train.epochs,
+            "seconds": round(time.perf_counter() - start, 2),
+        }
+        if label == "distilled":
+            meta = {
+                "report": reports[label],
+                "mean": base.metrics.get("mean"),
+                "std": base.metrics.get("std"),
+            }
+            save_checkpoint(
+                out / "model.pt", model, spec, input_shape=splits.input_shape, meta=meta
+            )
+    (out / "report.json").write_text(json.dumps(reports, indent=2) + "\n")
+    return reports

@@ -1,0 +1,125 @@
+"""Build a compressed model from a policy, fine-tune it, measure it and write it out.
+
+Shared by ``autocompress apply`` and (later) the search's export. The output directory holds
+``model.pt`` (checkpoint, rebuilt by :func:`autocompress.load`), ``weights.bin`` (the weights
+packed to their bits: its size is the cost model's ``size_bytes``), ``policy.yaml`` and
+``report.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import asdict, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from autocompress.checkpoint import save_checkpoint
+from autocompress.compress import apply_policy
+from autocompress.compress.layers import folded
+from autocompress.compress.pack import huffman_size, pack_model
+from autocompress.compress.quantize import calibrate
+from autocompress.config import Config
+from autocompress.cost.latency import measure_latency
+from autocompress.cost.metrics import compute_costs
+from autocompress.cost.profile import Profile
+from autocompress.data import Splits
+from autocompress.policy import Policy
+from autocompress.train.base import BaseModel
+from autocompress.train.finetune import finetune, log_progress
+from autocompress.train.fit import evaluate
+
+LATENCY_BATCHES = (1, 64)
+CALIBRATION_BATCHES = 4
+
+
+def latency(model: nn.Module, shape: tuple[int, ...], threads: int) -> dict[str, float]:
+    """Median CPU milliseconds at each of :data:`LATENCY_BATCHES`, float execution."""
+    plain = folded(model, float_inputs=True)
+    return {
+        f"batch_{b}": round(measure_latency(plain, shape, batch=b, threads=threads), 4)
+        for b in LATENCY_BATCHES
+    }
+
+
+def compress_and_export(
+    cfg: Config,
+    splits: Splits,
+    base: BaseModel,
+    profile: Profile,
+    policy: Policy,
+    out: Path,
+    finetune_epochs: float | None = None,
+    log: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """Apply ``policy`` to the base model, fine-tune with distillation, test, write ``out``."""
+    start = time.perf_counter()
+    ft_cfg = (
+        cfg.finetune
+        if finetune_epochs is None
+        else replace(cfg.finetune, epochs=finetune_epochs, steps=None)
+    )
+    base_costs = compute_costs(profile, Policy(profile.model), cfg.compress.round_to)
+    costs = compute_costs(profile, policy, cfg.compress.round_to)
+    model = apply_policy(base.model, policy, profile, cfg.compress)
+    calibrate(model, (splits.x_train[i * 128 : (i + 1) * 128] for i in range(CALIBRATION_BATCHES)))
+    before = evaluate(model, splits.x_test, splits.y_test)
+    log(
+        f"test accuracy before fine-tuning: {before:.2%}; fine-tuning {ft_cfg.steps or ''}"
+        f"{'' if ft_cfg.steps else f'{ft_cfg.epochs:g} epochs'} with distillation"
+    )
+    tuned = finetune(
+        model,
+        base.model,
+        splits,
+        ft_cfg,
+        cfg.data.batch_size,
+        cfg.train.seed,
+        callback=log_progress(log),
+    )
+    accuracy = evaluate(model, splits.x_test, splits.y_test)
+
+    out.mkdir(parents=True, exist_ok=True)
+    names = list(profile.layers)
+    blobs = pack_model(model, policy, names)
+    packed = b"".join(blobs.values())
+    assert len(packed) == costs.size_bytes, "cost model and packed export disagree"
+    (out / "weights.bin").write_bytes(packed)
+    huffman = huffman_size(model, policy, {n: layer.kind for n, layer in profile.layers.items()})
+    threads = torch.get_num_threads()
+    report = {
+        "model": profile.model,
+        "base_accuracy": base.metrics["test_accuracy"],
+        "accuracy_before_finetune": before,
+        "accuracy": accuracy,
+        "val_accuracy": tuned.val_accuracy,
+        **{k: v for k, v in costs.as_dict().items()},
+        **{f"base_{k}": v for k, v in base_costs.as_dict().items()},
+        "size_bytes_huffman": huffman,
+        "compression_ratio": base_costs.size_bytes / costs.size_bytes,
+        "compression_ratio_huffman": base_costs.size_bytes / huffman,
+        "macs_ratio": costs.macs / base_costs.macs,
+        "latency_ms": latency(model, profile.input_shape, threads),
+        "base_latency_ms": latency(base.model, profile.input_shape, threads),
+        "latency_threads": threads,
+        "finetune": {"epochs": ft_cfg.epochs, "steps": tuned.steps, **asdict(ft_cfg)},
+        "seconds": round(time.perf_counter() - start, 2),
+        "policy": policy.to_dict(),
+    }
+    meta = {"report": report, "mean": base.metrics.get("mean"), "std": base.metrics.get("std")}
+    save_checkpoint(
+        out / "model.pt",
+        model,
+        base.spec,
+        policy.to_dict(),
+        asdict(cfg.compress),
+        profile.input_shape,
+        meta,
+    )
+    policy.save(out / "policy.yaml")
+    (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+    return report

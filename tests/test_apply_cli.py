@@ -1,0 +1,102 @@
+"""`autocompress apply` and `autocompress distill`, in-process, on digits."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+import autocompress
+from autocompress.cli import main
+from autocompress.data import digits
+
+REPORT_KEYS = {
+    "base_accuracy",
+    "accuracy_before_finetune",
+    "accuracy",
+    "macs",
+    "base_macs",
+    "bitops",
+    "params",
+    "base_params",
+    "size_bytes",
+    "size_bytes_huffman",
+    "base_size_bytes",
+    "compression_ratio",
+    "latency_ms",
+    "base_latency_ms",
+}
+
+
+def raw_digits_test() -> tuple[torch.Tensor, torch.Tensor]:
+    _, _, x_test, y_test = digits.load("")
+    return x_test, y_test  # in [0, 1], not normalised
+
+
+def test_apply_writes_a_model_that_runs_on_raw_images(write_config, tmp_path, capsys) -> None:
+    config = write_config({"finetune": {"epochs": 1}})
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(
+        "model: tests.tiny_models:tiny_resnet\n"
+        "layers:\n"
+        "  conv_a: {prune: 0.5, sparsity: 0.5, w_bits: 4, a_bits: 8}\n"
+        "  pw: {rank: 0.3}\n"
+        "  head: {sparsity: 0.8, clusters: 16}\n"
+    )
+    out = tmp_path / "out"
+    assert main(["apply", str(config), "--policy", str(policy), "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "test accuracy" in printed and "compression" in printed
+    report = json.loads((out / "report.json").read_text())
+    assert REPORT_KEYS <= set(report)
+    assert set(report["latency_ms"]) == {"batch_1", "batch_64"}
+    assert (out / "weights.bin").stat().st_size == report["size_bytes"]
+    assert report["compression_ratio"] == report["base_size_bytes"] / report["size_bytes"] > 1
+    assert report["macs"] < report["base_macs"] and report["accuracy"] > 0.5
+    assert (out / "policy.yaml").is_file()
+
+    payload = torch.load(out / "model.pt", weights_only=True)
+    assert payload["policy"]["layers"]["pw"] == {"rank": 0.3}
+    model = autocompress.load(out / "model.pt")
+    x, y = raw_digits_test()
+    with torch.no_grad():
+        accuracy = (model(x).argmax(1) == y).float().mean().item()
+    assert accuracy == pytest.approx(report["accuracy"], abs=1e-6)
+
+
+def test_apply_with_a_policy_for_another_model_exits_2(write_config, tmp_path, capsys) -> None:
+    policy = tmp_path / "policy.yaml"
+    policy.write_text("model: lenet5\nlayers:\n  conv1: {prune: 0.5}\n")
+    code = main(["apply", str(write_config()), "--policy", str(policy), "--out", str(tmp_path)])
+    assert code == 2
+    assert "for model 'lenet5'" in capsys.readouterr().err
+
+
+def test_distill_trains_the_student_with_and_without_teacher(write_config, tmp_path, capsys):
+    out = tmp_path / "student"
+    config = write_config()
+    code = main(
+        ["distill", str(config), "--student", "lenet300_100", "--epochs", "2", "--out", str(out)]
+    )
+    assert code == 0
+    report = json.loads((out / "report.json").read_text())
+    assert set(report) == {"distilled", "alone"}
+    assert report["distilled"]["distill_weight"] > 0 and report["alone"]["distill_weight"] == 0
+    assert report["distilled"]["params"] == 64 * 300 + 300 + 300 * 100 + 100 + 100 * 10 + 10
+    assert all(r["accuracy"] > 0.5 for r in report.values())
+    model = autocompress.load(out / "model.pt")
+    x, y = raw_digits_test()
+    with torch.no_grad():
+        accuracy = (model(x).argmax(1) == y).float().mean().item()
+    assert accuracy == pytest.approx(report["distilled"]["accuracy"], abs=1e-6)
+
+
+def test_distill_bad_student_spec_exits_2(write_config, tmp_path, capsys) -> None:
+    assert (
+        main(
+            ["distill", str(write_config()), "--student", "lenet5:depth=3", "--out", str(tmp_path)]
+        )
+        == 2
+    )
+    assert "--student" in capsys.readouterr().err
