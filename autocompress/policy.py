@@ -147,9 +147,8 @@ def check_policy(
             "<file>", None, f"the policy is for model '{policy.model}', not '{profile.model}'"
         )
     from autocompress.compress.lowrank import check as check_rank
-    from autocompress.cost.metrics import group_channels
+    from autocompress.cost.metrics import group_channels, weight_bits
 
-    kept = group_channels(profile, policy, round_to)
     group_ratio: dict[int, tuple[str, float]] = {}
     for name, choice in policy.layers.items():
         if name not in profile.layers:
@@ -178,12 +177,20 @@ def check_policy(
                     f"group: {', '.join(group.layers)}); give them the same value "
                     "or set it on one of them",
                 )
+    kept = group_channels(profile, policy, round_to)
+    for name, choice in policy.layers.items():
         layer = profile.layers[name]
         if choice.rank < 1.0:
-            fan_in = layer.in_fixed + sum(kept[g] * m for g, m in layer.in_groups)
-            why = check_rank(
-                layer.kind, layer.groups, choice.rank, kept[layer.out_group], fan_in * layer.kernel
-            )
+            out = kept[layer.out_group]
+            per_out = (layer.in_fixed + sum(kept[g] * m for g, m in layer.in_groups)) * layer.kernel
+            why = check_rank(layer.kind, layer.groups, choice.rank, out, per_out)
+            if not why and weight_bits(out, per_out, choice) >= weight_bits(
+                out, per_out, dataclasses.replace(choice, rank=1.0)
+            ):
+                why = (
+                    f"rank {choice.rank:g} does not shrink the layer at w_bits {choice.w_bits}: "
+                    "the two factors' per-channel tables cost more than the weights saved"
+                )
             if why:
                 raise PolicyError(name, "rank", why)
         if choice.clusters is not None and choice.w_bits < 16:

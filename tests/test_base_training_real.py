@@ -14,6 +14,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1800)
 @pytest.mark.parametrize(
     ("config", "target"),
     [("lenet5-fashion-mnist.yaml", 0.905), ("lenet5-mnist.yaml", 0.990)],

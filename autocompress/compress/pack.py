@@ -145,9 +145,10 @@ def unpack_layer(
 
     def take(count: int, width: int) -> np.ndarray:
         nonlocal pos
-        chunk = bits[pos : pos + count * width].reshape(count, width).astype(np.uint64)
+        padded = np.zeros((count, 64), np.uint8)
+        padded[:, 64 - width :] = bits[pos : pos + count * width].reshape(count, width)
         pos += count * width
-        return (chunk << np.arange(width - 1, -1, -1, dtype=np.uint64)).sum(1, dtype=np.uint64)
+        return np.packbits(padded, axis=1).view(">u8").ravel().astype(np.uint64)
 
     weights = []
     for shape, kept, w_bits, clusters in specs:
@@ -187,8 +188,9 @@ def unpack_layer(
 
 
 def _bits(values: np.ndarray, width: int) -> np.ndarray:
-    shifts = np.arange(width - 1, -1, -1, dtype=np.uint64)
-    return ((values[:, None] >> shifts) & np.uint64(1)).astype(np.uint8).ravel()
+    """Each value's ``width`` low bits, most significant first, as a flat uint8 0/1 array."""
+    octets = values.astype(">u8").view(np.uint8).reshape(-1, 8)
+    return np.unpackbits(octets, axis=1)[:, 64 - width :].ravel()
 
 
 def huffman_bits(encoded: list[Encoded], bias: np.ndarray | None, kind: str) -> int:

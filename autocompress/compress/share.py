@@ -1,8 +1,9 @@
 """Weight sharing (Deep Compression): per-layer k-means over the kept weights.
 
 Each kept weight becomes an index into ``clusters`` shared values (centroids). The centroids are
-parameters; indexing them in the forward pass sums the gradients of every weight in a cluster
-into its centroid, which is Deep Compression's centroid fine-tuning. Pruned weights stay zero.
+parameters, fine-tuned with the gradients of every weight in their cluster pooled together, as
+in Deep Compression; the pool is the mean rather than the sum, so one learning rate serves
+clusters of 10 and of 30,000 weights. Pruned weights stay zero.
 Centroids start linearly spaced between the smallest and largest weight (the paper's best
 initialisation) and are refined by Lloyd iterations.
 """
@@ -21,6 +22,32 @@ from autocompress.policy import Policy
 KNOBS = ("clusters",)
 
 
+class _Gather(torch.autograd.Function):
+    """centroids[index] * keep, whose backward averages each cluster's weight gradients."""
+
+    @staticmethod
+    def forward(
+        ctx: torch.autograd.function.FunctionCtx,
+        centroids: torch.Tensor,
+        index: torch.Tensor,
+        keep: torch.Tensor,
+    ) -> torch.Tensor:
+        ctx.save_for_backward(index, keep)
+        ctx.clusters = centroids.numel()  # type: ignore[attr-defined]
+        return centroids[index] * keep
+
+    @staticmethod
+    def backward(
+        ctx: torch.autograd.function.FunctionCtx, grad: torch.Tensor
+    ) -> tuple[torch.Tensor, None, None]:
+        index, keep = ctx.saved_tensors  # type: ignore[attr-defined]
+        k = ctx.clusters  # type: ignore[attr-defined]
+        flat, mask = index.flatten(), keep.flatten()
+        sums = torch.bincount(flat, weights=(grad.flatten() * mask).double(), minlength=k)
+        counts = torch.bincount(flat, weights=mask.double(), minlength=k).clamp(min=1)
+        return (sums / counts).to(grad.dtype), None, None
+
+
 class Shared(nn.Module):
     """weight = centroids[index] where kept, 0 elsewhere."""
 
@@ -35,7 +62,8 @@ class Shared(nn.Module):
 
     def forward(self, weight: torch.Tensor) -> torch.Tensor:
         del weight  # replaced by the shared values
-        return self.centroids[self.index] * self.keep
+        out: torch.Tensor = _Gather.apply(self.centroids, self.index, self.keep)
+        return out
 
 
 def kmeans_1d(

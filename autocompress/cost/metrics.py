@@ -105,14 +105,11 @@ def compute_costs(profile: Profile, policy: Policy, round_to: int = 1) -> Costs:
         fan_in = layer.in_fixed + sum(kept[g] * mult for g, mult in layer.in_groups)
         groups = out if layer.depthwise else layer.groups
         per_out = (fan_in // groups) * layer.kernel
-        factors: tuple[tuple[int, int], ...] = ((out, out * per_out),)  # (out channels, weights)
-        if choice.rank < 1.0:
-            r = kept_rank(choice.rank, out, per_out)
-            factors = ((r, r * per_out), (out, out * r))
+        factors = weight_tensors(out, per_out, choice.rank)
         weights = sum(n for _, n in factors)
         bias = out if layer.bias else 0
         lmacs = layer.positions * weights
-        lbits = bias * FLOAT_BITS + sum(_weight_bits(c, n, choice) for c, n in factors)
+        lbits = bias * FLOAT_BITS + weight_bits(out, per_out, choice)
         lbitops = lmacs * choice.w_bits * choice.a_bits
         lbytes = -(-lbits // 8)
         layers[name] = LayerCost(lmacs, weights + bias, lbitops, lbytes, fan_in, out)
@@ -129,6 +126,19 @@ def compute_costs(profile: Profile, policy: Policy, round_to: int = 1) -> Costs:
         floats += affine + (2 * channels if norm.running_stats else 0)
     size_bytes += floats * FLOAT_BITS // 8
     return Costs(macs, params, bitops, size_bytes, layers)
+
+
+def weight_tensors(out: int, per_out: int, rank: float) -> tuple[tuple[int, int], ...]:
+    """(output channels, weights) of each stored weight tensor: one, or two after low-rank."""
+    if rank >= 1.0:
+        return ((out, out * per_out),)
+    r = kept_rank(rank, out, per_out)
+    return ((r, r * per_out), (out, out * r))
+
+
+def weight_bits(out: int, per_out: int, choice: LayerChoice) -> int:
+    """Stored bits of a layer's weights (biases excluded) under ``choice``."""
+    return sum(_weight_bits(c, n, choice) for c, n in weight_tensors(out, per_out, choice.rank))
 
 
 def _weight_bits(channels: int, count: int, choice: LayerChoice) -> int:
