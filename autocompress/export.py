@@ -19,18 +19,18 @@ import torch
 from torch import nn
 
 from autocompress.checkpoint import save_checkpoint
-from autocompress.compress import apply_policy
+from autocompress.compress import apply_policy, quantize, share
 from autocompress.compress.layers import folded
 from autocompress.compress.pack import huffman_size, pack_model
 from autocompress.compress.quantize import calibrate
-from autocompress.config import Config
+from autocompress.config import Config, FinetuneConfig
 from autocompress.cost.latency import measure_latency
 from autocompress.cost.metrics import compute_costs
 from autocompress.cost.profile import Profile
 from autocompress.data import Splits
-from autocompress.policy import Policy
+from autocompress.policy import LayerChoice, Policy
 from autocompress.train.base import BaseModel
-from autocompress.train.finetune import finetune, log_progress
+from autocompress.train.finetune import finetune, log_progress, total_steps
 from autocompress.train.fit import evaluate
 
 LATENCY_BATCHES = (1, 64)
@@ -44,6 +44,39 @@ def latency(model: nn.Module, shape: tuple[int, ...], threads: int) -> dict[str,
         f"batch_{b}": round(measure_latency(plain, shape, batch=b, threads=threads), 4)
         for b in LATENCY_BATCHES
     }
+
+
+def _calibration_batches(splits: Splits) -> list[torch.Tensor]:
+    return [splits.x_train[i * 128 : (i + 1) * 128] for i in range(CALIBRATION_BATCHES)]
+
+
+def _stages(policy: Policy) -> tuple[Policy, Policy] | None:
+    """(structure and sparsity, sharing and bits) when a policy has knobs of both kinds."""
+    late = {"clusters", "w_bits", "a_bits"}
+    first = {n: replace(c, clusters=None, w_bits=32, a_bits=32) for n, c in policy.layers.items()}
+    second = {
+        n: LayerChoice(w_bits=c.w_bits, a_bits=c.a_bits, clusters=c.clusters)
+        for n, c in policy.layers.items()
+    }
+    has_late = any(late & set(c.changed()) for c in policy.layers.values())
+    has_early = any(set(c.changed()) - late for c in policy.layers.values())
+    if not (has_late and has_early):
+        return None
+    return Policy(policy.model, first), Policy(policy.model, second)
+
+
+def _knobs(policy: Policy) -> list[str]:
+    return sorted({k for c in policy.layers.values() for k in c.changed()})
+
+
+def _halve(cfg: FinetuneConfig) -> FinetuneConfig:
+    if cfg.steps is not None:
+        return replace(cfg, steps=max(1, cfg.steps // 2))
+    return replace(cfg, epochs=cfg.epochs / 2)
+
+
+def _describe(cfg: FinetuneConfig) -> str:
+    return f"{cfg.steps} steps" if cfg.steps is not None else f"{cfg.epochs:g} epochs"
 
 
 def compress_and_export(
@@ -66,21 +99,50 @@ def compress_and_export(
     base_costs = compute_costs(profile, Policy(profile.model), cfg.compress.round_to)
     costs = compute_costs(profile, policy, cfg.compress.round_to)
     model = apply_policy(base.model, policy, profile, cfg.compress)
-    calibrate(model, (splits.x_train[i * 128 : (i + 1) * 128] for i in range(CALIBRATION_BATCHES)))
+    calibrate(model, _calibration_batches(splits))
     before = evaluate(model, splits.x_test, splits.y_test)
-    log(
-        f"test accuracy before fine-tuning: {before:.2%}; fine-tuning {ft_cfg.steps or ''}"
-        f"{'' if ft_cfg.steps else f'{ft_cfg.epochs:g} epochs'} with distillation"
-    )
-    tuned = finetune(
-        model,
-        base.model,
-        splits,
-        ft_cfg,
-        cfg.data.batch_size,
-        cfg.train.seed,
-        callback=log_progress(log),
-    )
+    log(f"test accuracy before fine-tuning: {before:.2%}")
+    stages = _stages(policy)
+    if stages is None or total_steps(ft_cfg, len(splits.x_train), cfg.data.batch_size) < 2:
+        log(f"fine-tuning {_describe(ft_cfg)} with distillation")
+        tuned = finetune(
+            model,
+            base.model,
+            splits,
+            ft_cfg,
+            cfg.data.batch_size,
+            cfg.train.seed,
+            callback=log_progress(log),
+        )
+    else:
+        # Deep Compression's pipeline: prune and retrain, then share/quantize and retrain
+        # again. The second stage appends to the same weight transforms as a single apply.
+        first, second = stages
+        half = _halve(ft_cfg)
+        model = apply_policy(base.model, first, profile, cfg.compress)
+        log(f"stage 1 ({', '.join(_knobs(first))}): fine-tuning {_describe(half)}")
+        finetune(
+            model,
+            base.model,
+            splits,
+            half,
+            cfg.data.batch_size,
+            cfg.train.seed,
+            callback=log_progress(log),
+        )
+        for method in (share, quantize):
+            model = method.apply(model, policy, profile, cfg.compress)
+        calibrate(model, _calibration_batches(splits))
+        log(f"stage 2 ({', '.join(_knobs(second))}): fine-tuning {_describe(half)}")
+        tuned = finetune(
+            model,
+            base.model,
+            splits,
+            half,
+            cfg.data.batch_size,
+            cfg.train.seed + 1,
+            callback=log_progress(log),
+        )
     accuracy = evaluate(model, splits.x_test, splits.y_test)
 
     out.mkdir(parents=True, exist_ok=True)
@@ -106,7 +168,7 @@ def compress_and_export(
         "latency_ms": latency(model, profile.input_shape, threads),
         "base_latency_ms": latency(base.model, profile.input_shape, threads),
         "latency_threads": threads,
-        "finetune": {"epochs": ft_cfg.epochs, "steps": tuned.steps, **asdict(ft_cfg)},
+        "finetune": {**asdict(ft_cfg), "stages": 1 if stages is None else 2},
         "seconds": round(time.perf_counter() - start, 2),
         "policy": policy.to_dict(),
     }
