@@ -29,11 +29,13 @@ data:
 data-cifar10:
 	"$(FETCH)" "$(DATA)" cifar10
 
-# The main job: train (or reuse) the base LeNet-5 on Fashion-MNIST, then price it and a pruning policy.
+# The main job: train (or reuse) the base LeNet-5 on Fashion-MNIST, price it and a pruning policy,
+# then apply that policy (fine-tuned 1 epoch with distillation) and export it.
 demo: setup data
 	$(PY) -m autocompress train $(DEMO)
 	$(PY) -m autocompress cost $(DEMO)
 	$(PY) -m autocompress cost $(DEMO) --policy experiments/policy-lenet5-prune.yaml
+	$(PY) -m autocompress apply $(DEMO) --policy experiments/policy-lenet5-prune.yaml --finetune-epochs 1 --out runs/demo-pruned
 
 test: setup
 	$(PY) -m pytest

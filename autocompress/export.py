@@ -76,6 +76,8 @@ def _halve(cfg: FinetuneConfig) -> FinetuneConfig:
 
 
 def _describe(cfg: FinetuneConfig) -> str:
+    if cfg.steps is None and cfg.epochs == 0:
+        return "0 epochs (none)"
     return f"{cfg.steps} steps" if cfg.steps is not None else f"{cfg.epochs:g} epochs"
 
 
@@ -151,7 +153,7 @@ def compress_and_export(
     packed = b"".join(blobs.values())
     assert len(packed) == costs.size_bytes, "cost model and packed export disagree"
     (out / "weights.bin").write_bytes(packed)
-    huffman = huffman_size(model, policy, {n: layer.kind for n, layer in profile.layers.items()})
+    huffman = huffman_size(model, policy, names)
     threads = torch.get_num_threads()
     report = {
         "model": profile.model,

@@ -55,6 +55,7 @@ def test_apply_writes_a_model_that_runs_on_raw_images(write_config, tmp_path, ca
     assert report["compression_ratio"] == report["base_size_bytes"] / report["size_bytes"] > 1
     assert report["macs"] < report["base_macs"] and report["accuracy"] > 0.5
     assert (out / "policy.yaml").is_file()
+    assert report["finetune"]["stages"] == 2  # prune/sparsity first, then sharing and bits
 
     payload = torch.load(out / "model.pt", weights_only=True)
     assert payload["policy"]["layers"]["pw"] == {"rank": 0.3}

@@ -7,8 +7,8 @@ log2(clusters)-bit indices followed by the codebook — then the float32 bias. E
 the model needs (norms, running statistics) is stored as float32.
 
 :func:`huffman_bits` gives Deep Compression's accounting of the same weights: relative indices
-of the kept weights (8-bit gaps for convolutions, 5-bit for linears, with filler entries for
-longer gaps) and Huffman coding of the value and gap symbols, code tables included.
+of the kept weights (with filler entries for gaps longer than the index width) and Huffman
+coding of the value and gap symbols, code tables included.
 """
 
 from __future__ import annotations
@@ -28,7 +28,8 @@ from autocompress.compress.sparsity import keep_mask
 from autocompress.cost.metrics import sparse_storage, value_bits
 from autocompress.policy import Policy
 
-GAP_BITS = {"conv": 8, "linear": 5}  # Deep Compression's relative-index widths
+GAP_WIDTHS = range(2, 13)  # relative-index widths tried per tensor
+GAP_HEADER_BITS = 4
 
 
 @dataclass(frozen=True)
@@ -193,25 +194,33 @@ def _bits(values: np.ndarray, width: int) -> np.ndarray:
     return np.unpackbits(octets, axis=1)[:, 64 - width :].ravel()
 
 
-def huffman_bits(encoded: list[Encoded], bias: np.ndarray | None, kind: str) -> int:
-    """Deep Compression's size of one layer: relative indices and Huffman-coded symbols."""
+def huffman_bits(encoded: list[Encoded], bias: np.ndarray | None) -> int:
+    """Deep Compression's size of one layer: relative indices and Huffman-coded symbols.
+
+    Each sparse tensor stores the gaps between kept weights in the gap width (2–12 bits, a
+    4-bit header says which) that makes it smallest; a gap longer than the width allows takes
+    filler entries, as in the paper (which used 8 bits for convolutions and 5 for linears).
+    """
     total = 0 if bias is None else bias.size * 32
-    gap_bits = GAP_BITS[kind]
     for e in encoded:
         total += sum(v.size * b for v, b in e.side)
         symbols = e.symbols[e.keep]
-        if not e.keep.all():
-            positions = np.flatnonzero(e.keep)
-            gaps = np.diff(positions, prepend=-1)
-            limit = 2**gap_bits - 1
-            fillers = ((gaps - 1) // limit).astype(np.int64)  # extra entries for long gaps
-            gap_symbols = np.concatenate(
-                [np.full(int(fillers.sum()), limit), gaps - fillers * limit]
-            )
-            symbols = np.concatenate([np.zeros(int(fillers.sum()), np.uint64), symbols])
-            total += _huffman_total(gap_symbols, gap_bits)
-        total += _huffman_total(symbols, e.bits) if e.huffman else symbols.size * e.bits
+        if e.keep.all():
+            total += _huffman_total(symbols, e.bits) if e.huffman else symbols.size * e.bits
+            continue
+        gaps = np.diff(np.flatnonzero(e.keep), prepend=-1)
+        total += GAP_HEADER_BITS + min(_relative(gaps, symbols, e, w) for w in GAP_WIDTHS)
     return total
+
+
+def _relative(gaps: np.ndarray, symbols: np.ndarray, e: Encoded, width: int) -> int:
+    limit = 2**width - 1
+    fillers = ((gaps - 1) // limit).astype(np.int64)  # extra entries for long gaps
+    count = int(fillers.sum())
+    gap_symbols = np.concatenate([np.full(count, limit), gaps - fillers * limit])
+    values = np.concatenate([np.zeros(count, np.uint64), symbols])
+    coded = _huffman_total(values, e.bits) if e.huffman else values.size * e.bits
+    return _huffman_total(gap_symbols, width) + coded
 
 
 def _huffman_total(symbols: np.ndarray, symbol_bits: int) -> int:
@@ -257,12 +266,8 @@ def pack_model(model: nn.Module, policy: Policy, layer_names: list[str]) -> dict
     return blobs
 
 
-def huffman_size(model: nn.Module, policy: Policy, kinds: dict[str, str]) -> int:
-    """Bytes of the model in Deep Compression's accounting (``kinds``: layer → conv/linear)."""
-    names = list(kinds)
-    bits = sum(
-        huffman_bits(enc, bias, kinds[name])
-        for name, (enc, bias) in encode_model(model, policy, names).items()
-    )
+def huffman_size(model: nn.Module, policy: Policy, names: list[str]) -> int:
+    """Bytes of the model in Deep Compression's accounting."""
+    bits = sum(huffman_bits(enc, bias) for enc, bias in encode_model(model, policy, names).values())
     floats = sum(t.numel() for t in float_tensors(model, names).values())
     return -(-bits // 8) + 4 * floats
