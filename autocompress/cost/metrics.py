@@ -14,6 +14,7 @@ from autocompress.cost.profile import Profile
 from autocompress.policy import LayerChoice, Policy
 
 FLOAT_BITS = 32  # biases, norms and other parameters stay float32
+UNTOUCHED = LayerChoice()
 
 
 @dataclass(frozen=True)
@@ -99,8 +100,9 @@ def compute_costs(profile: Profile, policy: Policy, round_to: int = 1) -> Costs:
     kept = group_channels(profile, policy, round_to)
     layers = {}
     macs = params = bitops = size_bytes = 0
+    chosen = policy.layers
     for name, layer in profile.layers.items():
-        choice = policy.choice(name)
+        choice = chosen.get(name, UNTOUCHED)
         out = kept[layer.out_group]
         fan_in = layer.in_fixed + sum(kept[g] * mult for g, mult in layer.in_groups)
         groups = out if layer.depthwise else layer.groups
@@ -138,6 +140,8 @@ def weight_tensors(out: int, per_out: int, rank: float) -> tuple[tuple[int, int]
 
 def weight_bits(out: int, per_out: int, choice: LayerChoice) -> int:
     """Stored bits of a layer's weights (biases excluded) under ``choice``."""
+    if choice.rank >= 1.0 and not choice.sparsity and not choice.clusters and choice.w_bits >= 16:
+        return out * per_out * choice.w_bits  # dense floats: the common case, kept fast
     return sum(_weight_bits(c, n, choice) for c, n in weight_tensors(out, per_out, choice.rank))
 
 

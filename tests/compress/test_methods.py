@@ -33,6 +33,16 @@ def model_and_profile(name: str) -> tuple[torch.nn.Module, Profile]:
     return model.eval(), profile_model(model, SHAPES.get(name, (3, 32, 32)), name)
 
 
+def examples(n: int) -> settings:
+    """Deterministic property runs: ``n`` examples, no deadline (models take a while)."""
+    return settings(
+        max_examples=n,
+        deadline=None,
+        derandomize=True,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+    )
+
+
 def valid(policy: Policy, profile: Profile) -> bool:
     try:
         check_policy(policy, profile, KNOB_METHODS)
@@ -82,12 +92,7 @@ def test_mixed_policies_cost_exactly_what_is_built(name: str) -> None:
     model, profile = model_and_profile(name)
     x = torch.randn(2, *profile.input_shape)
 
-    @settings(
-        max_examples=2 if name in BIG else 8,
-        deadline=None,
-        derandomize=True,
-        suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
-    )
+    @examples(2 if name in BIG else 8)
     @given(mixed_policies(profile))
     def check(policy: Policy) -> None:
         built = apply_policy(model, policy, profile)
@@ -104,12 +109,7 @@ def test_mixed_policies_cost_exactly_what_is_built(name: str) -> None:
 def test_packed_weights_decode_to_the_model_weights(name: str) -> None:
     model, profile = model_and_profile(name)
 
-    @settings(
-        max_examples=6,
-        deadline=None,
-        derandomize=True,
-        suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
-    )
+    @examples(6)
     @given(mixed_policies(profile))
     def check(policy: Policy) -> None:
         built = apply_policy(model, policy, profile)
@@ -154,12 +154,7 @@ MORE = {
 def test_more_compression_never_increases_any_cost(name: str, knob: str) -> None:
     _, profile = model_and_profile(name)
 
-    @settings(
-        max_examples=30,
-        deadline=None,
-        derandomize=True,
-        suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
-    )
+    @examples(30)
     @given(mixed_policies(profile), st.data())
     def check(policy: Policy, data: st.DataObject) -> None:
         roots = {g.root for g in profile.groups.values() if g.prunable}
