@@ -73,8 +73,13 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     for batch in (64, 1):
         # alternate single passes, so drift in machine load hits both models alike
-        pairs = [(measure_latency(model, shape, batch, 1, warmup=1),
-                  measure_latency(pruned, shape, batch, 1, warmup=1)) for _ in range(args.repeats)]
+        pairs = [
+            (
+                measure_latency(model, shape, batch, 1, warmup=1),
+                measure_latency(pruned, shape, batch, 1, warmup=1),
+            )
+            for _ in range(args.repeats)
+        ]
         base_ms = statistics.median(b for b, _ in pairs)
         pruned_ms = statistics.median(p for _, p in pairs)
         print(f"{batch:>5} {base_ms:>9.2f} {pruned_ms:>10.2f} {pruned_ms / base_ms:>6.3f}")
