@@ -37,6 +37,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except AutocompressError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except FloatingPointError as exc:  # training diverged: not a bug, not bad input either
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -28,7 +28,7 @@ from autocompress.export import latency
 from autocompress.models import ZOO, check_args, model_spec
 from autocompress.policy import Policy
 from autocompress.train.base import BaseModel, init_model
-from autocompress.train.finetune import finetune, log_progress
+from autocompress.train.finetune import GRAD_CLIP, finetune, log_progress
 from autocompress.train.fit import evaluate
 
 
@@ -88,6 +88,7 @@ def distill(
             cfg.data.batch_size,
             cfg.train.seed,
             callback=log_progress(log),
+            grad_clip=GRAD_CLIP,
         )
         costs = compute_costs(profile_model(model, splits.input_shape, name), Policy(name))
         reports[label] = {

@@ -101,3 +101,13 @@ def test_distill_bad_student_spec_exits_2(write_config, tmp_path, capsys) -> Non
         == 2
     )
     assert "--student" in capsys.readouterr().err
+
+
+def test_a_diverging_fine_tune_exits_1_with_one_line(write_config, tmp_path, capsys) -> None:
+    config = write_config({"finetune": {"epochs": 1, "lr": 1.0e12}})
+    policy = tmp_path / "policy.yaml"
+    policy.write_text("model: tests.tiny_models:tiny_resnet\nlayers:\n  conv_a: {prune: 0.5}\n")
+    code = main(["apply", str(config), "--policy", str(policy), "--out", str(tmp_path / "o")])
+    assert code == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "lower the learning rate" in err

@@ -18,6 +18,10 @@ from autocompress.config import FinetuneConfig
 from autocompress.data import Splits, batches
 from autocompress.train.fit import evaluate
 
+# Students trained from scratch clip gradients: the T²-scaled distillation term can spike while
+# the student is still far from the teacher.
+GRAD_CLIP = 5.0
+
 # (step, total steps, validation accuracy) -> False to stop now
 Callback = Callable[[int, int, float], bool]
 
@@ -66,11 +70,13 @@ def finetune(
     seed: int = 0,
     callback: Callback | None = None,
     evaluations: int = 4,
+    grad_clip: float | None = None,
 ) -> FinetuneResult:
     """Fine-tune ``student`` in place for ``cfg.steps`` (or ``cfg.epochs``) SGD steps.
 
     Validation runs ``evaluations`` times, evenly spaced, and at the end; each score goes to
-    ``callback``. A non-finite loss raises FloatingPointError (the search marks the trial failed).
+    ``callback``. ``grad_clip`` caps the gradient norm of each step. A non-finite loss raises
+    FloatingPointError (the search marks the trial failed).
     """
     steps = total_steps(cfg, len(splits.x_train), batch_size)
     if teacher is not None:
@@ -95,9 +101,13 @@ def finetune(
                 soft = teacher(xb) if teacher is not None else None
             loss = distillation_loss(student(xb), yb, soft, cfg.distill_weight, cfg.temperature)
             if not torch.isfinite(loss):
-                raise FloatingPointError(f"fine-tune loss became {loss.item()} at step {step}")
+                raise FloatingPointError(
+                    f"fine-tune loss became {loss.item()} at step {step}; lower the learning rate"
+                )
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
+            if grad_clip is not None:
+                nn.utils.clip_grad_norm_(student.parameters(), grad_clip)
             optimizer.step()
             schedule.step()
             step += 1
