@@ -69,7 +69,7 @@ def distill(
         steps=None,
         lr=cfg.train.lr,
     )
-    threads_report = {
+    base_latency = {
         "base_latency_ms": latency(base.model, splits.input_shape, torch.get_num_threads())
     }
     reports = {}
@@ -103,7 +103,7 @@ def distill(
             "compression_ratio_huffman": base_costs.size_bytes / costs.size_bytes,
             "macs_ratio": costs.macs / base_costs.macs,
             "latency_ms": latency(model, splits.input_shape, torch.get_num_threads()),
-            **threads_report,
+            **base_latency,
             "distill_weight": weight,
             "temperature": cfg.finetune.temperature,
             "epochs": train.epochs,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from typing import cast
 
 import torch
@@ -53,8 +54,6 @@ def folded(model: nn.Module, float_inputs: bool = False) -> nn.Module:
     are gone. Activation quantizers stay unless ``float_inputs``, which gives the float
     execution of the compressed structure (what CPU latency is measured on).
     """
-    import copy
-
     model = copy.deepcopy(model)
     if float_inputs:
         for module in model.modules():
