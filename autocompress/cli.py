@@ -29,11 +29,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     try:
-        cfg = load_config(args.config, args.set)
+        if hasattr(args, "run_dir"):
+            cfg = _run_config(args.run_dir, [*_flag_overrides(args), *args.set])
+        else:
+            cfg = load_config(args.config, [*_flag_overrides(args), *args.set])
         if cfg.train.threads:
             torch.set_num_threads(cfg.train.threads)
         result: int = args.func(cfg, args)
         return result
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
     except AutocompressError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -82,7 +88,71 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--policy", type=Path, help="policy YAML file (default: the base model)")
     p.add_argument("--json", action="store_true", help="print JSON instead of tables")
     p.set_defaults(func=cmd_cost)
+
+    p = command("search", "search per-layer policies under the budget (resumes if re-run)")
+    p.add_argument("--trials", type=int, help="total trials in the study (search.trials)")
+    p.add_argument("--sampler", help="tpe, nsga2, gp, cmaes or random (search.sampler)")
+    p.add_argument("--storage", help="Optuna storage URL (default: SQLite study.db in the run)")
+    p.set_defaults(func=cmd_search)
+
+    def on_run(name: str, help: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help, description=help)
+        p.add_argument("run_dir", type=Path, help="run directory of a search, e.g. runs/NAME")
+        p.add_argument("--storage", help="Optuna storage URL, if not the run's study.db")
+        p.add_argument(
+            "--set", action="append", default=[], metavar="KEY=VALUE", help=argparse.SUPPRESS
+        )
+        return p
+
+    p = on_run("pareto", "print a search's Pareto front and write pareto.png and pareto.html")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.set_defaults(func=cmd_pareto)
+
+    p = on_run("export", "rebuild a searched policy, fine-tune it longer, test and export it")
+    pick = p.add_mutually_exclusive_group(required=True)
+    pick.add_argument("--trial", type=int, help="the trial number to export")
+    pick.add_argument(
+        "--best", action="store_true", help="the best validation accuracy within the limits"
+    )
+    for flag, metric in RATIO_FLAGS.items():
+        p.add_argument(
+            f"--max-{flag}", type=float, metavar="R", help=f"with --best: {metric} ≤ R × base"
+        )
+    p.add_argument("--finetune-epochs", type=float, help="default: finetune.export_epochs")
+    p.add_argument("--out", type=Path, required=True, help="output directory")
+    p.set_defaults(func=cmd_export)
     return parser
+
+
+RATIO_FLAGS = {"macs": "macs", "size": "size_bytes", "latency": "latency_ms", "params": "params"}
+
+
+def _flag_overrides(args: argparse.Namespace) -> list[str]:
+    """Command-line flags that stand for config keys, as ``--set`` items (validated alike)."""
+    items = []
+    for flag, key in (
+        ("trials", "search.trials"),
+        ("sampler", "search.sampler"),
+        ("storage", "search.storage"),
+    ):
+        value = getattr(args, flag, None)
+        if value is not None:
+            items.append(f"{key}={value}")
+    return items
+
+
+def _run_config(run_dir: Path, overrides: list[str]) -> Config:
+    """The config a search ran with (``RUN_DIR/config.yaml``), located at ``run_dir``."""
+    path = run_dir / "config.yaml"
+    if not path.is_file():
+        from autocompress.errors import ConfigError
+
+        raise ConfigError(
+            "RUN_DIR", str(run_dir), "a run directory holding config.yaml (made by `search`)"
+        )
+    name = run_dir.resolve().name
+    root = str(run_dir.resolve().parent)
+    return load_config(path, [*overrides, f"runs_root='{root}'", f"name='{name}'"])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -334,3 +404,236 @@ def _print_cost_tables(report: dict[str, Any], with_policy: bool) -> None:
         console.print(
             f"budget {metric} ≤ {b['as_configured']} ({b['limit']:,.0f}): {b['value']:,} {verdict}"
         )
+
+
+# ---------------------------------------------------------------------------------------------
+# search, pareto, export
+
+
+def cmd_search(cfg: Config, args: argparse.Namespace) -> int:
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+    )
+
+    from autocompress.search.loop import prepare_study, run_search
+    from autocompress.search.objective import make_context
+    from autocompress.search.study import records, storage_url, trials_done
+    from autocompress.spaces import build_space
+
+    splits, base, profile = _prepare(cfg)
+    space = build_space(cfg.space, profile, cfg.compress.round_to)
+    ctx = make_context(cfg, splits, base, profile, space)
+    study, recovered = prepare_study(ctx, cfg.search.sampler)
+    n = cfg.search.trials
+    done = trials_done(study)
+    layers = sorted(
+        {layer for k in space.knobs for layer in k.layers}, key=list(profile.layers).index
+    )
+    console.print(
+        f"search {cfg.name}: {len(space.knobs)} knobs over {len(layers)} layers "
+        f"({', '.join(sorted({k.knob for k in space.knobs}))}); sampler {cfg.search.sampler}; "
+        f"base val accuracy {base.metrics['val_accuracy']:.2%}",
+        soft_wrap=True,
+    )
+    for metric, limit in ctx.budget.limits.items():
+        console.print(f"budget {metric} ≤ {ctx.budget.described[metric]} = {limit:,.4g}")
+    console.print(f"study: {storage_url(cfg)}", soft_wrap=True)
+    if done:
+        console.print(f"resuming: {done} of {n} trials already in the study")
+    if recovered:
+        console.print(
+            f"trials {recovered} were left running by a stopped process: failed and queued again"
+        )
+    state: dict[str, Any] = {"best": None, "front": 0}
+
+    def summary() -> str:
+        best = state["best"]
+        return f"best feasible {best:.2%}" if best is not None else "best feasible –"
+
+    with Progress(
+        TextColumn("trials"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[best]} · front {task.fields[front]}"),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+        console=console,
+        transient=False,
+    ) as progress:
+        task = progress.add_task("search", total=n, completed=min(done, n), best=summary(), front=0)
+
+        def on_trial(trial: Any) -> None:
+            recs = records(study)
+            scored = [r.val_accuracy for r in recs if r.scored and r.val_accuracy is not None]
+            state["best"] = max(scored) if scored else None
+            state["front"] = len(_front(cfg, recs))
+            progress.update(
+                task, completed=min(trials_done(study), n), best=summary(), front=state["front"]
+            )
+            if trial.state.name == "FAIL":
+                progress.console.print(
+                    f"  trial {trial.number} failed: {trial.user_attrs.get('fail_reason')}",
+                    soft_wrap=True,
+                )
+
+        try:
+            run_search(ctx, study, n, on_trial)
+        except KeyboardInterrupt:
+            progress.stop()
+            console.print(
+                f"interrupted: {trials_done(study)} finished trials are kept in the study; "
+                "run the same command to resume"
+            )
+            return 130
+    recs = records(study)
+    _search_summary(cfg, recs)
+    _write_pareto(cfg, recs)
+    console.print(
+        f"next: autocompress pareto {cfg.run_dir}   |   "
+        f"autocompress export {cfg.run_dir} --best --out {cfg.run_dir / 'export'}",
+        soft_wrap=True,
+    )
+    return 0
+
+
+def _front(cfg: Config, recs: list[Any]) -> list[Any]:
+    from autocompress.search.pareto import front_metrics, pareto_front
+
+    return pareto_front(recs, front_metrics(cfg))
+
+
+def _search_summary(cfg: Config, recs: list[Any]) -> None:
+    from autocompress.search.pareto import front_metrics
+
+    states: dict[str, int] = {}
+    for r in recs:
+        key = "over budget" if r.state == "complete" and not r.feasible else r.state
+        states[key] = states.get(key, 0) + 1
+    console.print("trials: " + ", ".join(f"{v} {k}" for k, v in sorted(states.items())))
+    metrics = front_metrics(cfg)
+    top = sorted((r for r in recs if r.scored), key=lambda r: -(r.val_accuracy or 0))[:5]
+    table = Table(title=f"best trials · {cfg.name}")
+    for col in ("trial", "val accuracy", *(f"{m} ratio" for m in metrics), "fine-tune s", "kind"):
+        table.add_column(col, justify="right")
+    for r in top:
+        table.add_row(
+            str(r.number),
+            f"{r.val_accuracy:.2%}",
+            *(f"{r.ratios.get(m, float('nan')):.3f}" for m in metrics),
+            f"{r.finetune_seconds:.1f}",
+            r.baseline or "searched",
+        )
+    console.print(table)
+    uniform = [r for r in recs if r.scored and r.baseline]
+    searched = [r for r in recs if r.scored and not r.baseline]
+    if uniform and searched:
+        u = max(r.val_accuracy or 0 for r in uniform)
+        s = max(r.val_accuracy or 0 for r in searched)
+        console.print(
+            f"best searched {s:.2%} vs best uniform baseline {u:.2%} "
+            f"({(s - u) * 100:+.2f} pt, validation accuracy)"
+        )
+
+
+def _write_pareto(cfg: Config, recs: list[Any]) -> list[Any]:
+    from autocompress.report.plots import pareto_html, pareto_png
+    from autocompress.search.pareto import front_metrics
+
+    front = _front(cfg, recs)
+    metric = front_metrics(cfg)[0]
+    title = f"{cfg.name}: validation accuracy vs {metric}"
+    pareto_png(recs, front, metric, cfg.run_dir / "pareto.png", title)
+    pareto_html(recs, front, metric, cfg.run_dir / "pareto.html", title)
+    return front
+
+
+def cmd_pareto(cfg: Config, args: argparse.Namespace) -> int:
+    from autocompress.search.pareto import front_metrics
+    from autocompress.search.study import load_study, records
+
+    recs = records(load_study(cfg))
+    front = _write_pareto(cfg, recs)
+    metrics = front_metrics(cfg)
+    shown = list(
+        dict.fromkeys(
+            [
+                *metrics,
+                "macs",
+                "size_bytes",
+                *(["latency_ms"] if any("latency_ms" in r.ratios for r in front) else []),
+            ]
+        )
+    )
+    if args.json:
+        rows = [
+            {
+                "trial": r.number,
+                "val_accuracy": r.val_accuracy,
+                "ratios": r.ratios,
+                "costs": r.costs,
+                "baseline": r.baseline,
+                "policy": r.policy,
+            }
+            for r in front
+        ]
+        print(json.dumps({"metrics": metrics, "front": rows, "trials": len(recs)}, indent=2))
+        return 0
+    table = Table(title=f"Pareto front · {cfg.name} · accuracy vs {', '.join(metrics)}")
+    for col in ("trial", "val accuracy", *(f"{m} ratio" for m in shown), "params", "kind"):
+        table.add_column(col, justify="right")
+    for r in front:
+        table.add_row(
+            str(r.number),
+            f"{r.val_accuracy:.2%}",
+            *(f"{r.ratios[m]:.3f}" if m in r.ratios else "–" for m in shown),
+            f"{int(r.costs.get('params', 0)):,}",
+            r.baseline or "searched",
+        )
+    console.print(table)
+    console.print(
+        f"{len(front)} of {len(recs)} trials on the front; wrote {cfg.run_dir / 'pareto.png'} "
+        f"and {cfg.run_dir / 'pareto.html'}",
+        soft_wrap=True,
+    )
+    return 0
+
+
+def cmd_export(cfg: Config, args: argparse.Namespace) -> int:
+    from autocompress.errors import ConfigError
+    from autocompress.search.export import export_trial
+    from autocompress.search.pareto import best_trial, trial_by_number
+    from autocompress.search.study import load_study, records
+
+    limits = {
+        metric: getattr(args, f"max_{flag}")
+        for flag, metric in RATIO_FLAGS.items()
+        if getattr(args, f"max_{flag}") is not None
+    }
+    if limits and not args.best:
+        raise ConfigError(
+            "--max-*", limits, "ratio limits choose among trials: use them with --best"
+        )
+    for metric, value in limits.items():
+        if value <= 0:
+            raise ConfigError(f"--max-{metric}", value, "a ratio to the base model > 0, e.g. 0.25")
+    epochs = cfg.finetune.export_epochs if args.finetune_epochs is None else args.finetune_epochs
+    if epochs < 0:
+        raise ConfigError("--finetune-epochs", epochs, "a number of epochs >= 0")
+    recs = records(load_study(cfg))
+    record = best_trial(recs, limits) if args.best else trial_by_number(recs, args.trial)
+    console.print(
+        f"exporting trial {record.number} (val {record.val_accuracy:.2%} in the search) "
+        f"with a {epochs:g}-epoch fine-tune",
+    )
+    splits, base, profile = _prepare(cfg)
+    report = export_trial(cfg, splits, base, profile, record, args.out, epochs, log=console.print)
+    _print_report(report, f"trial {record.number} · {cfg.name}")
+    console.print(
+        f"wrote {args.out}/model.pt, model.onnx, weights.bin, policy.yaml, report.json",
+        soft_wrap=True,
+    )
+    return 0

@@ -37,6 +37,10 @@ def _check(check: Callable[[Any], bool], allowed: str, default: Any = dataclasse
     meta = {"check": check, "allowed": allowed}
     if isinstance(default, dict):
         return field(default_factory=lambda: dict(default), metadata=meta)
+    if isinstance(default, list):
+        return field(default_factory=lambda: list(default), metadata=meta)
+    if callable(default):
+        return field(default_factory=default, metadata=meta)
     return field(default=default, metadata=meta)
 
 
@@ -95,6 +99,9 @@ class FinetuneConfig:
     lr: float = _check(_positive, "a number > 0", 0.01)
     distill_weight: float = _check(lambda x: 0 <= x <= 1, "a number in [0, 1]", 0.5)
     temperature: float = _check(_positive, "a number > 0", 4.0)
+    export_epochs: float = _check(
+        lambda x: x >= 0, "a number of epochs >= 0 (the longer fine-tune of `export`)", 2.0
+    )
 
 
 @dataclass(frozen=True)
@@ -105,9 +112,63 @@ class CompressConfig:
     round_to: int = _check(_positive, "an integer > 0 (kept channels are a multiple of it)", 1)
 
 
+def _fraction_range(low_open: bool) -> Any:
+    allowed = "[low, high] with " + ("0 < low <= high <= 1" if low_open else "0 <= low <= high < 1")
+
+    def ok(v: list[float]) -> bool:
+        if len(v) != 2 or v[0] > v[1]:
+            return False
+        return (v[0] > 0 and v[1] <= 1) if low_open else (v[0] >= 0 and v[1] < 1)
+
+    return _check(ok, allowed, None)
+
+
+def _choices(valid: Callable[[Any], bool], allowed: str) -> Any:
+    return _check(lambda v: len(v) > 0 and all(valid(x) for x in v), allowed, None)
+
+
+_BITS = (2, 3, 4, 5, 6, 7, 8, 16, 32)
+
+
+@dataclass(frozen=True)
+class RuleConfig:
+    """Knobs and ranges for the layers a rule selects (by name glob and module type).
+
+    Continuous knobs take ``[low, high]``; bit-widths and clusters take a list of choices.
+    """
+
+    layers: str = "*"  # fnmatch glob on layer names, e.g. "features.*" or "fc1"
+    types: list[Literal["conv", "linear"]] = _check(
+        lambda v: len(v) > 0, "a non-empty list of conv, linear", ["conv", "linear"]
+    )
+    prune: list[float] | None = _fraction_range(low_open=False)
+    sparsity: list[float] | None = _fraction_range(low_open=False)
+    rank: list[float] | None = _fraction_range(low_open=True)
+    w_bits: list[int] | None = _choices(
+        lambda b: b in _BITS, f"a non-empty list of bit-widths from {_BITS}"
+    )
+    a_bits: list[int] | None = _choices(
+        lambda b: b in _BITS, f"a non-empty list of bit-widths from {_BITS}"
+    )
+    clusters: list[int | None] | None = _choices(
+        lambda c: c is None or 2 <= c <= 65536,
+        "a non-empty list of cluster counts in [2, 65536], null meaning no sharing",
+    )
+
+
+def _default_rules() -> list[RuleConfig]:
+    return [RuleConfig(prune=[0.0, 0.8])]
+
+
 @dataclass(frozen=True)
 class SpaceConfig:
-    """The per-layer search space. Its keys arrive with the search; none are accepted yet."""
+    """The per-layer search space: rules applied in order, later ones overriding knob by knob."""
+
+    skip_first: bool = True  # leave the first compressible layer untouched
+    skip_last: bool = True  # and the last (the classifier)
+    rules: list[RuleConfig] = _check(
+        lambda v: len(v) > 0, "a non-empty list of rules", _default_rules
+    )
 
 
 @dataclass(frozen=True)
@@ -130,6 +191,15 @@ class SearchConfig:
     sampler: Literal["tpe", "nsga2", "gp", "cmaes", "random"] = "tpe"
     storage: str | None = None  # None: SQLite file study.db in the run directory
     seed: int = 0
+    # cost metrics minimised next to accuracy (a Pareto front); empty: maximise accuracy only
+    objectives: list[Literal["macs", "params", "bitops", "size_bytes", "latency_ms"]] = field(
+        default_factory=list
+    )
+    pruner: Literal["median", "none"] = "median"  # stops poor fine-tunes (single objective)
+    project: bool = True  # move over-budget candidates toward more compression (AMC)
+    uniform: int = _check(lambda n: n >= 0, "an integer >= 0", 3)  # uniform baselines enqueued
+    latency_batch: int = _check(_positive, "an integer > 0", 64)
+    latency_threads: int = _check(_positive, "an integer > 0", 1)
 
 
 @dataclass(frozen=True)
@@ -289,6 +359,10 @@ def _coerce(tp: Any, value: Any, dotted: str) -> Any:
         return _build(tp, value, dotted)
     if origin is dict and args[1] is Limit:
         return _budget(value, dotted)
+    if origin is list:
+        if not isinstance(value, list):
+            raise ConfigError(dotted, value, f"expected a list, each item {_describe(args[0])}")
+        return [_coerce(args[0], v, f"{dotted}[{i}]") for i, v in enumerate(value)]
     if origin is dict:
         if not isinstance(value, Mapping) or not all(isinstance(k, str) for k in value):
             raise ConfigError(dotted, value, "expected a mapping with string keys")
@@ -341,6 +415,10 @@ def _limit(value: Any, key: str) -> Limit:
 
 def _describe(tp: Any) -> str:
     names = {int: "an integer", float: "a number", str: "a string", bool: "true or false"}
+    if dataclasses.is_dataclass(tp):
+        return "a mapping of keys"
+    if typing.get_origin(tp) is Literal:
+        return "one of " + ", ".join(map(str, typing.get_args(tp)))
     return names.get(tp, "a mapping" if typing.get_origin(tp) is dict else "a value")
 
 

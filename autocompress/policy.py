@@ -146,8 +146,7 @@ def check_policy(
         raise PolicyError(
             "<file>", None, f"the policy is for model '{policy.model}', not '{profile.model}'"
         )
-    from autocompress.compress.lowrank import check as check_rank
-    from autocompress.cost.metrics import group_channels, weight_bits
+    from autocompress.cost.metrics import group_channels
 
     group_ratio: dict[int, tuple[str, float]] = {}
     for name, choice in policy.layers.items():
@@ -179,20 +178,9 @@ def check_policy(
                 )
     kept = group_channels(profile, policy, round_to)
     for name, choice in policy.layers.items():
-        layer = profile.layers[name]
-        if choice.rank < 1.0:
-            out = kept[layer.out_group]
-            per_out = (layer.in_fixed + sum(kept[g] * m for g, m in layer.in_groups)) * layer.kernel
-            why = check_rank(layer.kind, layer.groups, choice.rank, out, per_out)
-            if not why and weight_bits(out, per_out, choice) >= weight_bits(
-                out, per_out, dataclasses.replace(choice, rank=1.0)
-            ):
-                why = (
-                    f"rank {choice.rank:g} does not shrink the layer at w_bits {choice.w_bits}: "
-                    "the two factors' per-channel tables cost more than the weights saved"
-                )
-            if why:
-                raise PolicyError(name, "rank", why)
+        why = rank_problem(profile, kept, name, choice)
+        if why:
+            raise PolicyError(name, "rank", why)
         if choice.clusters is not None and choice.w_bits < 16:
             raise PolicyError(
                 name,
@@ -201,3 +189,29 @@ def check_policy(
                 "log2(clusters)-bit indices into a float codebook: use w_bits 16 "
                 "or 32 (the codebook's precision)",
             )
+
+
+def rank_problem(
+    profile: Profile, kept: Mapping[int, int], name: str, choice: LayerChoice
+) -> str | None:
+    """Why ``choice.rank`` cannot be applied to layer ``name`` (None if it can, or is 1.0).
+
+    ``kept`` is the channel count of each group after pruning (see ``group_channels``).
+    """
+    if choice.rank >= 1.0:
+        return None
+    from autocompress.compress.lowrank import check as check_rank
+    from autocompress.cost.metrics import weight_bits
+
+    layer = profile.layers[name]
+    out = kept[layer.out_group]
+    per_out = (layer.in_fixed + sum(kept[g] * m for g, m in layer.in_groups)) * layer.kernel
+    why = check_rank(layer.kind, layer.groups, choice.rank, out, per_out)
+    if not why and weight_bits(out, per_out, choice) >= weight_bits(
+        out, per_out, dataclasses.replace(choice, rank=1.0)
+    ):
+        why = (
+            f"rank {choice.rank:g} does not shrink the layer at w_bits {choice.w_bits}: "
+            "the two factors' per-channel tables cost more than the weights saved"
+        )
+    return why or None

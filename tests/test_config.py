@@ -63,7 +63,7 @@ def test_config_is_frozen(write_config) -> None:
         ({"budget": {"macs": "250%"}}, "budget.macs", "(0%, 100%]"),
         ({"budget": {"macs": -3}}, "budget.macs", "a number > 0"),
         ({"search": {"sampler": "bayes"}}, "search.sampler", "one of tpe, nsga2"),
-        ({"space": {"prune": [0, 1]}}, "space.prune", "no keys yet"),
+        ({"space": {"prune": [0, 1]}}, "space.prune", "unknown key; allowed: skip_first"),
         ({"name": "bad name!"}, "name", "letters, digits"),
     ],
 )

@@ -35,3 +35,27 @@ def tiny_resnet(width: int = 8) -> nn.Module:
 
 def tiny_mlp(hidden: int = 32) -> nn.Module:
     return nn.Sequential(nn.Flatten(), nn.Linear(64, hidden), nn.ReLU(), nn.Linear(hidden, 10))
+
+
+class FlakyNet(nn.Module):
+    """Fails on purpose when its middle conv is pruned hard, so tests can check that a search
+    survives failing candidates: fewer than ``raise_below`` channels raise, fewer than
+    ``nan_below`` give NaN logits (the fine-tune's loss turns NaN)."""
+
+    def __init__(self, width: int = 16, raise_below: int = 5, nan_below: int = 9) -> None:
+        super().__init__()
+        self.raise_below, self.nan_below = raise_below, nan_below
+        self.conv1 = nn.Conv2d(1, 8, 3, padding=1)
+        self.conv2 = nn.Conv2d(8, width, 3, padding=1)
+        self.head = nn.Linear(width * 4 * 4, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = torch.max_pool2d(torch.relu(self.conv2(torch.relu(self.conv1(x)))), 2)
+        if x.shape[1] < self.raise_below:
+            raise RuntimeError(f"flaky: only {x.shape[1]} channels")
+        logits = self.head(x.flatten(1))
+        return logits * float("nan") if x.shape[1] < self.nan_below else logits
+
+
+def flaky_net() -> nn.Module:
+    return FlakyNet()

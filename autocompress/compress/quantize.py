@@ -67,6 +67,8 @@ class ActQuant(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.bits == 16:
             return x + (x.half().float() - x).detach()
+        if torch.compiler.is_exporting():  # ONNX export: the calibrated range, frozen
+            return fake_quant(x, self.lo, self.hi, self.bits)
         lo, hi = x.detach().min().clamp(max=0), x.detach().max().clamp(min=0)
         if self.collect is not None:
             self.collect.append((float(lo), float(hi)))

@@ -1,0 +1,134 @@
+"""Pareto plots: a static PNG (matplotlib) and an interactive, self-contained HTML (plotly)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from autocompress.search.study import TrialRecord
+
+LABELS = {
+    "macs": "MACs",
+    "params": "parameters",
+    "bitops": "BitOPs",
+    "size_bytes": "size",
+    "latency_ms": "latency",
+}
+
+
+def _label(metric: str) -> str:
+    return f"{LABELS.get(metric, metric)} (ratio to base)"
+
+
+def _groups(records: Sequence[TrialRecord], metric: str) -> dict[str, list[TrialRecord]]:
+    scored = [r for r in records if r.scored and metric in r.ratios]
+    return {
+        "searched": [r for r in scored if r.baseline is None],
+        "uniform baselines": [r for r in scored if r.baseline is not None],
+        "over budget": [
+            r for r in records if r.state == "complete" and not r.feasible and metric in r.ratios
+        ],
+    }
+
+
+def pareto_png(
+    records: Sequence[TrialRecord],
+    front: Sequence[TrialRecord],
+    metric: str,
+    path: Path,
+    title: str,
+) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
+    styles = {
+        "searched": {"color": "#4c72b0", "marker": "o", "alpha": 0.6},
+        "uniform baselines": {"color": "#dd8452", "marker": "s", "alpha": 0.9},
+    }
+    for name, group in _groups(records, metric).items():
+        if name == "over budget" or not group:
+            continue  # scored 0 without fine-tuning: not on the accuracy scale
+        ax.scatter(
+            [r.ratios[metric] for r in group],
+            [100 * (r.val_accuracy or 0) for r in group],
+            label=f"{name} ({len(group)})",
+            s=28,
+            **styles[name],  # type: ignore[arg-type]
+        )
+    if front:
+        ax.step(
+            [r.ratios[metric] for r in front],
+            [100 * (r.val_accuracy or 0) for r in front],
+            where="post",
+            color="#c44e52",
+            label=f"Pareto front ({len(front)})",
+        )
+        for r in front:
+            ax.annotate(str(r.number), (r.ratios[metric], 100 * (r.val_accuracy or 0)), fontsize=7)
+    ax.set_xlabel(_label(metric))
+    ax.set_ylabel("validation accuracy (%)")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def pareto_html(
+    records: Sequence[TrialRecord],
+    front: Sequence[TrialRecord],
+    metric: str,
+    path: Path,
+    title: str,
+) -> None:
+    """Hovering a point shows the trial's number, figures and policy."""
+    import plotly.graph_objects as go
+
+    def hover(r: TrialRecord) -> str:
+        ratios = "<br>".join(f"{m}: {v:.3f}× base" for m, v in r.ratios.items())
+        layers = "<br>".join(
+            f"{name}: " + ", ".join(f"{k}={_short(v)}" for k, v in knobs.items())
+            for name, knobs in r.policy.get("layers", {}).items()
+        )
+        head = f"trial {r.number}" + (f" ({r.baseline})" if r.baseline else "")
+        return f"<b>{head}</b><br>val {100 * (r.val_accuracy or 0):.2f}%<br>{ratios}<br>{layers}"
+
+    fig = go.Figure()
+    for name, group in _groups(records, metric).items():
+        if not group or name == "over budget":
+            continue
+        fig.add_trace(
+            go.Scatter(
+                x=[r.ratios[metric] for r in group],
+                y=[100 * (r.val_accuracy or 0) for r in group],
+                mode="markers",
+                name=f"{name} ({len(group)})",
+                marker={"symbol": "square" if name.startswith("uniform") else "circle"},
+                hovertext=[hover(r) for r in group],
+                hoverinfo="text",
+            )
+        )
+    fig.add_trace(
+        go.Scatter(
+            x=[r.ratios[metric] for r in front],
+            y=[100 * (r.val_accuracy or 0) for r in front],
+            mode="lines+markers",
+            line={"shape": "hv"},
+            name=f"Pareto front ({len(front)})",
+            hovertext=[hover(r) for r in front],
+            hoverinfo="text",
+        )
+    )
+    fig.update_layout(
+        title=title, xaxis_title=_label(metric), yaxis_title="validation accuracy (%)"
+    )
+    # plotly.js inside the file: the page works offline
+    fig.write_html(path, include_plotlyjs=True, full_html=True)
+
+
+def _short(value: object) -> str:
+    return f"{value:.3g}" if isinstance(value, float) else str(value)

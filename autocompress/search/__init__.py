@@ -1,0 +1,1 @@
+"""The search: Optuna controllers, the trial objective, study storage, Pareto fronts, export."""

@@ -1,0 +1,145 @@
+"""The search loop: ask → params → trial objective → tell, until the study holds N trials.
+
+Re-running the same search resumes it: trials already finished count, trials left RUNNING
+by a killed process are failed and queued again, and the loop continues to N. Ctrl-C fails
+the running trial the same way and stops.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from autocompress.search.objective import TrialContext, TrialResult, evaluate_params
+from autocompress.search.samplers import distributions, make_pruner, make_sampler
+from autocompress.search.study import (
+    open_study,
+    recover_interrupted,
+    register_worker,
+    trials_done,
+    worker_id,
+)
+from autocompress.spaces import uniform_baselines
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+# Constraints are recorded for every sampler (tables and plots read them); CMA-ES and random
+# search ignore them by design, which Optuna would otherwise repeat after every trial.
+warnings.filterwarnings("ignore", message="Constraints have been set, but")
+
+
+def prepare_study(ctx: TrialContext, sampler_name: str) -> tuple[optuna.Study, list[int]]:
+    """Open (or resume) the study with a pinned sampler; enqueue uniform baselines once."""
+    cfg = ctx.cfg
+    n_obj = 1 + len(cfg.search.objectives)
+    probe = open_study(cfg)  # the number of trials so far seeds the sampler below
+    # A resumed search must not replay the proposals it already made: offset the seed.
+    seed = cfg.search.seed + len(probe.trials)
+    sampler = make_sampler(sampler_name, seed, ctx.space, n_obj)
+    study = open_study(cfg, sampler, make_pruner(cfg.search.pruner, n_obj))
+    recovered = recover_interrupted(study)
+    register_worker(study)
+    if "base_costs" not in study.user_attrs:
+        study.set_user_attr("base_costs", dict(ctx.base_costs))
+        study.set_user_attr("knobs", [k.name for k in ctx.space.knobs])
+        for params in uniform_baselines(ctx.space, ctx.budget, cfg.search.uniform):
+            position = ctx.space.positions(params)
+            t = sum(position.values()) / max(len(position), 1)
+            study.enqueue_trial(params, user_attrs={"baseline": f"uniform {t:.3f}"})
+    elif study.user_attrs.get("knobs") != [k.name for k in ctx.space.knobs]:
+        from autocompress.errors import AutocompressError
+
+        raise AutocompressError(
+            f"the study '{cfg.name}' was made with another search space: use another name "
+            "(or delete the run's study.db) to search this one"
+        )
+    return study, recovered
+
+
+def run_search(
+    ctx: TrialContext,
+    study: optuna.Study,
+    n_trials: int,
+    on_trial: Callable[[FrozenTrial], None] | None = None,
+) -> None:
+    """Run trials until ``n_trials`` count in the study (see ``counts_toward_budget``)."""
+    dists = distributions(ctx.space)
+    while trials_done(study) < n_trials:
+        started = time.perf_counter()
+        trial = study.ask(dists)
+        trial.set_user_attr("worker", worker_id())
+        ask_s = time.perf_counter() - started
+        try:
+            result = evaluate_params(ctx, trial.params, _reporter(trial))
+        except KeyboardInterrupt:
+            trial.set_user_attr("interrupted", True)
+            trial.set_user_attr("fail_reason", "interrupted: Ctrl-C")
+            study.tell(trial, state=TrialState.FAIL)
+            baseline = trial.user_attrs.get("baseline")
+            attrs = {"retry_of": trial.number, **({"baseline": baseline} if baseline else {})}
+            study.enqueue_trial(trial.params, user_attrs=attrs)
+            raise
+        frozen = _tell(ctx, study, trial, result, started, ask_s)
+        if on_trial is not None:
+            on_trial(frozen)
+
+
+def _reporter(trial: optuna.Trial) -> Callable[[int, float], bool]:
+    multi = len(trial.study.directions) > 1
+
+    def report(step: int, val: float) -> bool:
+        if multi:  # Optuna keeps intermediate values for single-objective studies only
+            return True
+        trial.report(val, step)
+        return not trial.should_prune()
+
+    return report
+
+
+def _tell(
+    ctx: TrialContext,
+    study: optuna.Study,
+    trial: optuna.Trial,
+    result: TrialResult,
+    started: float,
+    ask_s: float,
+) -> FrozenTrial:
+    attrs: dict[str, Any] = {
+        "policy": result.policy,
+        "costs": result.costs,
+        "violations": result.violations,
+        "feasible": result.feasible,
+        "projected": result.projected,
+        "val_accuracy": result.val_accuracy,
+        "history": [list(h) for h in result.history],
+    }
+    if result.reason:
+        attrs["fail_reason"] = result.reason
+    for key, value in attrs.items():
+        trial.set_user_attr(key, value)
+    if result.state != "fail":
+        for metric in ctx.budget.limits:  # <= 0 within budget; read by constrained samplers
+            trial.set_constraint(metric, result.violations.get(metric, 0.0))
+    # Optuna's own ask and tell are timed by the benchmark around the whole loop.
+    trial.set_user_attr("timings", {**result.timings, "ask": ask_s})
+    trial.set_user_attr("seconds", time.perf_counter() - started)
+    if result.state == "fail":
+        study.tell(trial, state=TrialState.FAIL)
+    elif result.state == "pruned":
+        study.tell(trial, state=TrialState.PRUNED)
+    else:
+        study.tell(trial, _values(ctx, result))
+    return study.get_trials(deepcopy=False)[trial.number]
+
+
+def _values(ctx: TrialContext, result: TrialResult) -> list[float]:
+    accuracy = result.val_accuracy if result.val_accuracy is not None else math.nan
+    # an over-budget candidate may be refused before its latency is measured: ratio 1 then
+    costs = {**ctx.base_costs, **result.costs}
+    ratios = [costs[m] / ctx.base_costs[m] for m in ctx.cfg.search.objectives]
+    return [accuracy, *ratios]

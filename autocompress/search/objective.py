@@ -1,0 +1,196 @@
+"""The trial objective: params → policy → cost → budget → apply → short fine-tune → validate.
+
+:func:`evaluate_params` knows nothing of Optuna: it takes plain params and a ``report``
+callback (intermediate validation scores; returning False stops the fine-tune) and returns a
+:class:`TrialResult`, so any controller or runner can call it.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import traceback
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import torch
+
+from autocompress.compress import apply_policy
+from autocompress.compress.layers import folded
+from autocompress.compress.quantize import calibrate
+from autocompress.config import Config
+from autocompress.cost.latency import measure_latency
+from autocompress.cost.metrics import compute_costs
+from autocompress.cost.profile import Profile
+from autocompress.data import Splits
+from autocompress.policy import Policy
+from autocompress.spaces import Budget, SearchSpace, project, resolve_budget
+from autocompress.train.base import BaseModel
+from autocompress.train.finetune import finetune
+
+CALIBRATION_BATCHES = 4
+Report = Callable[[int, float], bool]  # (step, validation accuracy) -> continue?
+
+
+@dataclass(frozen=True)
+class TrialContext:
+    """Everything a trial needs besides its params; built once per search."""
+
+    cfg: Config
+    splits: Splits
+    base: BaseModel
+    profile: Profile
+    space: SearchSpace
+    budget: Budget
+    base_costs: Mapping[str, float]  # analytic costs, plus latency_ms when it is used
+
+    @property
+    def needs_latency(self) -> bool:
+        return "latency_ms" in self.cfg.budget or "latency_ms" in self.cfg.search.objectives
+
+
+@dataclass(frozen=True)
+class TrialResult:
+    state: Literal["complete", "pruned", "fail"]
+    val_accuracy: float | None
+    policy: dict[str, Any]
+    costs: dict[str, float] = field(default_factory=dict)
+    violations: dict[str, float] = field(default_factory=dict)
+    feasible: bool = True
+    projected: bool = False
+    reason: str | None = None
+    history: list[tuple[int, float]] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)  # seconds per phase
+
+
+def make_context(
+    cfg: Config, splits: Splits, base: BaseModel, profile: Profile, space: SearchSpace
+) -> TrialContext:
+    base_costs: dict[str, float] = dict(
+        compute_costs(profile, Policy(profile.model), cfg.compress.round_to).as_dict()
+    )
+    ctx = TrialContext(cfg, splits, base, profile, space, Budget({}, {}), base_costs)
+    if ctx.needs_latency:
+        base_costs["latency_ms"] = model_latency(ctx, base.model)
+    return TrialContext(
+        cfg, splits, base, profile, space, resolve_budget(cfg.budget, base_costs), base_costs
+    )
+
+
+def model_latency(ctx: TrialContext, model: torch.nn.Module) -> float:
+    """Median CPU milliseconds of the float execution at the configured batch and threads."""
+    return measure_latency(
+        folded(model, float_inputs=True),
+        ctx.profile.input_shape,
+        batch=ctx.cfg.search.latency_batch,
+        threads=ctx.cfg.search.latency_threads,
+    )
+
+
+def evaluate_params(
+    ctx: TrialContext, params: Mapping[str, Any], report: Report | None = None
+) -> TrialResult:
+    """Score one candidate. Exceptions and non-finite losses become failed results."""
+    timings: dict[str, float] = {}
+    clock = time.perf_counter()
+    policy = Policy(ctx.profile.model)
+    try:
+        policy = ctx.space.policy(params)
+        return _evaluate(ctx, params, policy, report, timings, clock)
+    except Exception as exc:  # a failing candidate is recorded, never the end of the search
+        reason = f"{type(exc).__name__}: {exc}".strip()
+        last = traceback.extract_tb(exc.__traceback__)[-1:]
+        where = f" ({last[0].filename.rsplit('/', 1)[-1]}:{last[0].lineno})" if last else ""
+        return TrialResult("fail", None, policy.to_dict(), reason=reason + where, timings=timings)
+
+
+def _evaluate(
+    ctx: TrialContext,
+    params: Mapping[str, Any],
+    policy: Policy,
+    report: Report | None,
+    timings: dict[str, float],
+    clock: float,
+) -> TrialResult:
+    def lap(name: str) -> None:
+        nonlocal clock
+        now = time.perf_counter()
+        timings[name] = timings.get(name, 0.0) + now - clock
+        clock = now
+
+    cfg = ctx.cfg
+    costs = _costs(ctx, policy)
+    projected = False
+    if cfg.search.project and not ctx.budget.holds(costs):
+        moved = project(ctx.space, ctx.budget, params)
+        if moved is not None:
+            policy, projected = ctx.space.policy(moved), True
+            costs = _costs(ctx, policy)
+    lap("cost")
+    if not ctx.budget.holds(costs):  # analytic budget broken: no fine-tune spent on it
+        return _infeasible(ctx, policy, costs, projected, timings)
+    model = apply_policy(ctx.base.model, policy, ctx.profile, cfg.compress)
+    calibrate(
+        model, [ctx.splits.x_train[i * 128 : (i + 1) * 128] for i in range(CALIBRATION_BATCHES)]
+    )
+    lap("apply")
+    if ctx.needs_latency:
+        costs["latency_ms"] = model_latency(ctx, model)
+        lap("latency")
+        if not ctx.budget.holds(costs):
+            return _infeasible(ctx, policy, costs, projected, timings)
+    callback = None if report is None else (lambda step, steps, val: report(step, val))
+    result = finetune(
+        model,
+        ctx.base.model,
+        ctx.splits,
+        cfg.finetune,
+        cfg.data.batch_size,
+        cfg.train.seed,
+        callback=callback,
+    )
+    lap("finetune")
+    if not math.isfinite(result.val_accuracy):
+        raise FloatingPointError(f"validation accuracy is {result.val_accuracy}")
+    return TrialResult(
+        "pruned" if result.stopped_early else "complete",
+        result.val_accuracy,
+        policy.to_dict(),
+        costs,
+        ctx.budget.violations(costs),
+        True,
+        projected,
+        history=result.history,
+        timings=timings,
+    )
+
+
+def _costs(ctx: TrialContext, policy: Policy) -> dict[str, float]:
+    return dict(compute_costs(ctx.profile, policy, ctx.cfg.compress.round_to).as_dict())
+
+
+def _infeasible(
+    ctx: TrialContext,
+    policy: Policy,
+    costs: dict[str, float],
+    projected: bool,
+    timings: dict[str, float],
+) -> TrialResult:
+    violations = ctx.budget.violations(costs)
+    over = ", ".join(
+        f"{m} {costs[m] / ctx.base_costs[m]:.1%} of base > {ctx.budget.described[m]}"
+        for m, v in violations.items()
+        if v > 0
+    )
+    return TrialResult(
+        "complete",
+        0.0,  # never fine-tuned: scored as useless, and flagged infeasible for the samplers
+        policy.to_dict(),
+        costs,
+        violations,
+        feasible=False,
+        projected=projected,
+        reason=f"over budget: {over}",
+        timings=timings,
+    )

@@ -1,0 +1,76 @@
+"""Pareto fronts over a study's trials, and the choice of a trial to export.
+
+The front holds the fully fine-tuned, within-budget trials that no other such trial beats on
+validation accuracy and on every cost at once. Costs are compared as ratios to the base model.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+from autocompress.config import Config
+from autocompress.errors import AutocompressError
+from autocompress.search.study import TrialRecord
+
+
+def front_metrics(cfg: Config) -> list[str]:
+    """The costs the front trades accuracy against: objectives, else budget keys, else MACs."""
+    if cfg.search.objectives:
+        return list(cfg.search.objectives)
+    if cfg.budget:
+        return list(cfg.budget)
+    return ["macs"]
+
+
+def dominates(a: TrialRecord, b: TrialRecord, metrics: Sequence[str]) -> bool:
+    assert a.val_accuracy is not None and b.val_accuracy is not None
+    no_worse = a.val_accuracy >= b.val_accuracy and all(a.ratios[m] <= b.ratios[m] for m in metrics)
+    better = a.val_accuracy > b.val_accuracy or any(a.ratios[m] < b.ratios[m] for m in metrics)
+    return no_worse and better
+
+
+def pareto_front(records: Sequence[TrialRecord], metrics: Sequence[str]) -> list[TrialRecord]:
+    """Non-dominated scored trials, by ascending first cost ratio."""
+    scored = [r for r in records if r.scored and all(m in r.ratios for m in metrics)]
+    front = [r for r in scored if not any(dominates(o, r, metrics) for o in scored)]
+    # keep one of several trials with identical figures (the earliest)
+    unique: dict[tuple[float, ...], TrialRecord] = {}
+    for r in front:
+        key = (r.val_accuracy or 0.0, *(r.ratios[m] for m in metrics))
+        unique.setdefault(key, r)
+    return sorted(unique.values(), key=lambda r: (r.ratios[metrics[0]], -(r.val_accuracy or 0)))
+
+
+def best_trial(
+    records: Sequence[TrialRecord], max_ratios: Mapping[str, float] | None = None
+) -> TrialRecord:
+    """The scored trial with the best validation accuracy whose cost ratios are all within
+    ``max_ratios`` (e.g. ``{"macs": 0.2}``)."""
+    limits = dict(max_ratios or {})
+    chosen = [
+        r
+        for r in records
+        if r.scored and all(m in r.ratios and r.ratios[m] <= lim for m, lim in limits.items())
+    ]
+    if not chosen:
+        within = " within " + ", ".join(f"{m} ≤ {v:g}× base" for m, v in limits.items())
+        raise AutocompressError(
+            "no fully fine-tuned, within-budget trial"
+            + (within if limits else "")
+            + f" among {len(records)} trials; run more trials or loosen the limits"
+        )
+    return max(chosen, key=lambda r: (r.val_accuracy or 0.0, -r.number))
+
+
+def trial_by_number(records: Sequence[TrialRecord], number: int) -> TrialRecord:
+    found = [r for r in records if r.number == number]
+    if not found:
+        raise AutocompressError(f"no trial {number}: the study has trials 0–{len(records) - 1}")
+    record = found[0]
+    if record.state != "complete" or record.val_accuracy is None:
+        raise AutocompressError(
+            f"trial {number} is {record.state}"
+            + (f" ({record.reason})" if record.reason else "")
+            + ": export a complete trial"
+        )
+    return record

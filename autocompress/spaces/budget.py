@@ -1,0 +1,111 @@
+"""Budgets: resolved cost limits, violations, AMC-style projection and uniform baselines.
+
+Analytic metrics (MACs, params, BitOPs, bytes) are priced by the cost model in microseconds,
+so a candidate that breaks them can be moved back inside the budget before any fine-tune is
+spent on it. Latency is measured on the built model and is checked later, in the trial.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from autocompress.config import Limit
+from autocompress.cost.metrics import Costs, compute_costs
+from autocompress.spaces.space import SearchSpace
+
+ANALYTIC = ("macs", "params", "bitops", "size_bytes")
+BISECTION_STEPS = 14  # positions resolved to 2**-14 of a knob's range
+
+
+@dataclass(frozen=True)
+class Budget:
+    """Absolute limits per metric (``metric <= limit``)."""
+
+    limits: Mapping[str, float]
+    described: Mapping[str, str]  # as configured, e.g. "25% of base"
+
+    def violations(self, values: Mapping[str, float]) -> dict[str, float]:
+        """``value / limit - 1`` per limited metric present in ``values``: <= 0 means within."""
+        return {m: values[m] / lim - 1.0 for m, lim in self.limits.items() if m in values}
+
+    def holds(self, values: Mapping[str, float]) -> bool:
+        return all(v <= 0 for v in self.violations(values).values())
+
+    @property
+    def analytic(self) -> bool:
+        return any(m in ANALYTIC for m in self.limits)
+
+
+def resolve_budget(limits: Mapping[str, Limit], base: Mapping[str, float]) -> Budget:
+    """Turn configured limits (absolute or ratios) into absolute ones using the base's values."""
+    return Budget(
+        {m: lim.resolve(base[m]) for m, lim in limits.items()},
+        {m: str(lim) for m, lim in limits.items()},
+    )
+
+
+def analytic_costs(space: SearchSpace, params: Mapping[str, Any]) -> Costs:
+    return compute_costs(space.profile, space.policy(params), space.round_to)
+
+
+def _feasible(space: SearchSpace, budget: Budget) -> Callable[[Mapping[str, Any]], bool]:
+    def feasible(params: Mapping[str, Any]) -> bool:
+        return budget.holds(analytic_costs(space, params).as_dict())
+
+    return feasible
+
+
+def project(space: SearchSpace, budget: Budget, params: Mapping[str, Any]) -> dict[str, Any] | None:
+    """Move ``params`` toward more compression until the analytic budget holds (AMC).
+
+    Every knob's position p goes to p + s(1 - p) for the smallest s in [0, 1] that fits, so
+    the layers the controller chose to compress most stay the most compressed. Returns the
+    params unchanged if they already fit, None if even full compression does not.
+    """
+    feasible = _feasible(space, budget)
+    if feasible(params):
+        return dict(params)
+    start = space.positions(params)
+
+    def moved(s: float) -> dict[str, Any]:
+        return space.at({k: p + s * (1 - p) for k, p in start.items()})
+
+    s = _smallest(lambda s: feasible(moved(s)))
+    return None if s is None else moved(s)
+
+
+def uniform_baselines(space: SearchSpace, budget: Budget, count: int) -> list[dict[str, Any]]:
+    """``count`` uniform policies: the least compressing one within budget, then more.
+
+    Without an analytic budget they are spread evenly over the positions (0, 1).
+    """
+    if count == 0:
+        return []
+    if not budget.analytic:
+        return [space.uniform((i + 1) / (count + 1)) for i in range(count)]
+    feasible = _feasible(space, budget)
+    least = _smallest(lambda t: feasible(space.uniform(t)))
+    if least is None:
+        return []
+    positions = [least + (1 - least) * i / (2 * count) for i in range(count)]
+    out: list[dict[str, Any]] = []
+    for t in positions:
+        params = space.uniform(t)
+        if params not in out:
+            out.append(params)
+    return out
+
+
+def _smallest(ok: Callable[[float], bool]) -> float | None:
+    """Smallest s in [0, 1] with ok(s), assuming ok is monotone; None if ok(1) fails."""
+    if ok(0.0):
+        return 0.0
+    if not ok(1.0):
+        return None
+    lo, hi = 0.0, 1.0
+    for _ in range(BISECTION_STEPS):
+        mid = (lo + hi) / 2
+        lo, hi = (lo, mid) if ok(mid) else (mid, hi)
+    return hi

@@ -1,0 +1,176 @@
+"""`autocompress search`, `pareto` and `export` end to end, in-process, on digits."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import optuna
+import pytest
+import torch
+from optuna.trial import TrialState
+
+import autocompress
+from autocompress.cli import main
+from autocompress.data import digits
+
+SEARCH = {
+    "finetune": {"steps": 12, "lr": 0.01, "export_epochs": 0.5},
+    "space": {"rules": [{"prune": [0.0, 0.8]}, {"types": ["conv"], "w_bits": [4, 8, 32]}]},
+    "budget": {"macs": "60%"},
+    "search": {"trials": 7, "uniform": 2},
+}
+
+
+def study_of(run_dir: Path, name: str = "digits-test") -> optuna.Study:
+    return optuna.load_study(study_name=name, storage=f"sqlite:///{run_dir / 'study.db'}")
+
+
+def test_search_pareto_export_end_to_end(write_config, tmp_path, capsys) -> None:
+    config = write_config(SEARCH)
+    run_dir = tmp_path / "runs" / "digits-test"
+    assert main(["search", str(config)]) == 0
+    out = capsys.readouterr().out
+    assert "7/7" in out and "best trials" in out
+
+    study = study_of(run_dir)
+    trials = study.get_trials()
+    assert len(trials) == 7
+    assert [t.user_attrs.get("baseline", "").split()[0] for t in trials[:2]] == ["uniform"] * 2
+    base_macs = study.user_attrs["base_costs"]["macs"]
+    for t in trials:
+        assert t.state in (TrialState.COMPLETE, TrialState.PRUNED)
+        assert {"policy", "costs", "val_accuracy", "feasible", "timings"} <= set(t.user_attrs)
+        # projection is on by default: every candidate is within budget, fine-tuned
+        assert t.user_attrs["feasible"] and t.user_attrs["costs"]["macs"] <= 0.6 * base_macs
+        assert t.user_attrs["timings"]["finetune"] > 0
+        assert t.constraints["macs"] <= 0
+    assert all(t.state == TrialState.COMPLETE for t in trials[:2])  # pruner needs 5 first
+
+    assert main(["pareto", str(run_dir), "--json"]) == 0
+    front = json.loads(capsys.readouterr().out)
+    assert front["metrics"] == ["macs"] and front["trials"] == 7 and front["front"]
+    points = [(r["val_accuracy"], r["ratios"]["macs"]) for r in front["front"]]
+    for acc, macs in points:  # no point of the front beats another on both axes
+        assert not any(a >= acc and m <= macs and (a, m) != (acc, macs) for a, m in points)
+    assert (run_dir / "pareto.png").stat().st_size > 1000
+    assert "plotly" in (run_dir / "pareto.html").read_text()[:200000].lower()
+
+    out_dir = tmp_path / "export"
+    assert main(["export", str(run_dir), "--best", "--out", str(out_dir)]) == 0
+    for name in ("model.pt", "model.onnx", "weights.bin", "policy.yaml", "report.json"):
+        assert (out_dir / name).is_file(), name
+    report = json.loads((out_dir / "report.json").read_text())
+    best = max(
+        (t for t in trials if t.state == TrialState.COMPLETE),
+        key=lambda t: (t.user_attrs["val_accuracy"], -t.user_attrs["costs"]["macs"], -t.number),
+    )
+    assert report["trial"] == best.number
+    assert report["macs"] == best.user_attrs["costs"]["macs"]
+    assert (out_dir / "weights.bin").stat().st_size == report["size_bytes"]
+
+    # the ONNX model and autocompress.load agree on raw [0, 1] images
+    import onnxruntime
+
+    _, _, x_test, _ = digits.load("")
+    x = x_test[:16]
+    model = autocompress.load(out_dir / "model.pt")
+    with torch.no_grad():
+        expected = model(x).numpy()
+    session = onnxruntime.InferenceSession(str(out_dir / "model.onnx"))
+    got = session.run(None, {"images": x.numpy()})[0]
+    assert got.shape == (16, 10)
+    np.testing.assert_allclose(got, expected, atol=1e-4)
+
+
+def test_rerun_resumes_up_to_the_requested_trials(write_config, tmp_path) -> None:
+    config = write_config(SEARCH)
+    run_dir = tmp_path / "runs" / "digits-test"
+    assert main(["search", str(config), "--trials", "3"]) == 0
+    first = [(t.number, t.params) for t in study_of(run_dir).get_trials()]
+    assert main(["search", str(config), "--trials", "5"]) == 0
+    trials = study_of(run_dir).get_trials()
+    assert len(trials) == 5
+    assert [(t.number, t.params) for t in trials[:3]] == first  # nothing redone, nothing lost
+    assert main(["search", str(config), "--trials", "5"]) == 0  # already done: no new trial
+    assert len(study_of(run_dir).get_trials()) == 5
+
+
+def test_multi_objective_front_over_two_costs(write_config, tmp_path, capsys) -> None:
+    config = write_config(
+        {
+            **SEARCH,
+            "budget": {},
+            "search": {"trials": 6, "sampler": "nsga2", "objectives": ["macs", "size_bytes"]},
+        }
+    )
+    run_dir = tmp_path / "runs" / "digits-test"
+    assert main(["search", str(config)]) == 0
+    study = study_of(run_dir)
+    assert len(study.directions) == 3
+    completed = [t for t in study.get_trials() if t.state == TrialState.COMPLETE]
+    assert completed and all(len(t.values) == 3 for t in completed)
+    capsys.readouterr()
+    assert main(["pareto", str(run_dir), "--json"]) == 0
+    front = json.loads(capsys.readouterr().out)
+    assert front["metrics"] == ["macs", "size_bytes"] and front["front"]
+
+
+def test_latency_budget_is_measured_per_trial(write_config, tmp_path) -> None:
+    config = write_config(
+        {**SEARCH, "budget": {"latency_ms": "100%"}, "search": {"trials": 3, "uniform": 1}}
+    )
+    run_dir = tmp_path / "runs" / "digits-test"
+    assert main(["search", str(config)]) == 0
+    study = study_of(run_dir)
+    assert study.user_attrs["base_costs"]["latency_ms"] > 0
+    for t in study.get_trials():
+        assert t.user_attrs["costs"]["latency_ms"] > 0
+        assert "latency" in t.user_attrs["timings"]
+
+
+@pytest.mark.parametrize(
+    ("argv_tail", "changes", "message"),
+    [
+        (["--sampler", "anneal"], {}, "search.sampler"),
+        (["--sampler", "cmaes"], {}, "CMA-ES searches continuous knobs only"),
+        (
+            [],
+            {"space": {"rules": [{"layers": "nope*", "prune": [0, 0.5]}]}},
+            "space.rules[0].layers",
+        ),
+        ([], {"space": {"rules": [{"layers": "head", "prune": [0, 0.5]}]}}, "skip_first/skip_last"),
+    ],
+)
+def test_bad_search_input_is_one_clear_line(
+    write_config, capsys, argv_tail, changes, message
+) -> None:
+    config = write_config({**SEARCH, **changes})
+    assert main(["search", str(config), *argv_tail]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
+
+
+def test_export_and_pareto_errors(write_config, tmp_path, capsys) -> None:
+    run_dir = tmp_path / "runs" / "digits-test"
+    assert main(["pareto", str(run_dir)]) == 2
+    assert "config.yaml" in capsys.readouterr().err
+    config = write_config({**SEARCH, "search": {"trials": 2, "uniform": 1}})
+    assert main(["search", str(config)]) == 0
+    capsys.readouterr()
+    assert main(["export", str(run_dir), "--trial", "9", "--out", str(tmp_path / "x")]) == 2
+    assert "no trial 9" in capsys.readouterr().err
+    assert main(["export", str(run_dir), "--best", "--max-macs", "0.01", "--out", "x"]) == 2
+    assert "macs ≤ 0.01× base" in capsys.readouterr().err
+    assert main(["export", str(run_dir), "--trial", "0", "--max-macs", "0.5", "--out", "x"]) == 2
+    assert "use them with --best" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()
+
+
+def test_changing_the_objectives_of_a_study_is_refused(write_config, capsys) -> None:
+    config = write_config({**SEARCH, "search": {"trials": 1, "uniform": 1}})
+    assert main(["search", str(config)]) == 0
+    capsys.readouterr()
+    assert main(["search", str(config), "--set", "search.objectives=[macs]"]) == 2
+    assert "optimises ['accuracy']" in capsys.readouterr().err

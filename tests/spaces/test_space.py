@@ -1,0 +1,141 @@
+"""Search spaces: knobs from rules, coupling, valid policies everywhere, projection, baselines."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from autocompress.compress import KNOB_METHODS
+from autocompress.config import Limit, parse_config
+from autocompress.cost.metrics import compute_costs
+from autocompress.errors import ConfigError
+from autocompress.policy import Policy, check_policy
+from autocompress.spaces import SearchSpace, build_space, project, resolve_budget
+from autocompress.spaces.budget import uniform_baselines
+from tests.cost.test_cost_model import MODELS, model_and_profile
+
+EVERY_KNOB = [
+    {
+        "prune": [0.0, 0.9],
+        "sparsity": [0.0, 0.95],
+        "rank": [0.1, 1.0],
+        "w_bits": [2, 3, 4, 6, 8, 32],
+        "a_bits": [4, 8, 32],
+        "clusters": [4, 16, None],
+    }
+]
+
+
+def space_for(name: str, rules: list[dict[str, Any]] = EVERY_KNOB, **flags: Any) -> SearchSpace:
+    cfg = parse_config(
+        {
+            "name": "t",
+            "model": {"name": "lenet5"},
+            "data": {"name": "digits"},
+            "space": {"rules": rules, **flags},
+        }
+    )
+    return build_space(cfg.space, model_and_profile(name)[1])
+
+
+@st.composite
+def params_in(draw: st.DrawFn, space: SearchSpace) -> dict[str, Any]:
+    return {
+        k.name: draw(st.floats(k.low, k.high) if k.continuous else st.sampled_from(k.choices))
+        for k in space.knobs
+    }
+
+
+@pytest.mark.parametrize("name", MODELS)
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data(), budget=st.floats(0.05, 0.9))
+def test_every_point_is_a_valid_policy_and_projection_meets_the_budget(name, data, budget):
+    space = space_for(name)
+    profile = space.profile
+    params = data.draw(params_in(space))
+    policy = space.policy(params)
+    check_policy(policy, profile, KNOB_METHODS)  # raises on anything invalid
+    base = compute_costs(profile, Policy(profile.model)).as_dict()
+    limits = resolve_budget({"macs": Limit(budget, True), "size_bytes": Limit(budget, True)}, base)
+    moved = project(space, limits, params)
+    if moved is None:  # even the most compressing corner of the space does not fit
+        corner = compute_costs(profile, space.policy(space.uniform(1.0))).as_dict()
+        assert not limits.holds(corner)
+        return
+    costs = compute_costs(profile, space.policy(moved)).as_dict()
+    assert limits.holds(costs)
+    # projection only ever compresses more: every knob's position grows or stays
+    before, after = space.positions(params), space.positions(moved)
+    assert all(after[k] >= before[k] - 1e-9 for k in before)
+
+
+def test_coupled_layers_share_one_prune_knob() -> None:
+    space = space_for("tiny_resnet", [{"prune": [0.0, 0.5]}], skip_first=False)
+    knobs = {k.name: k.layers for k in space.knobs}
+    # stem and conv_b feed the same residual add; dw/pw are a depthwise chain
+    coupled = next(layers for layers in knobs.values() if "stem" in layers)
+    assert set(coupled) >= {"stem", "conv_b"}
+    policy = space.policy({name: 0.5 for name in knobs})
+    assert policy.layers["stem"].prune == policy.layers["conv_b"].prune == 0.5
+    check_policy(policy, space.profile, KNOB_METHODS)
+    # with the first layer skipped, its whole group stays untouched
+    skipped = space_for("tiny_resnet", [{"prune": [0.0, 0.5]}])
+    assert not any("stem" in k.layers for k in skipped.knobs)
+    assert not any("head" in k.layers for k in skipped.knobs)  # the classifier is never pruned
+
+
+def test_rules_select_by_glob_and_type_and_later_rules_override() -> None:
+    rules = [
+        {"prune": [0.0, 0.8], "w_bits": [8, 4, 32]},
+        {"layers": "fc*", "types": ["linear"], "w_bits": [2, 4], "clusters": [16, None, 4]},
+    ]
+    space = space_for("lenet5", rules, skip_first=False, skip_last=False)
+    knobs = {k.name: k for k in space.knobs}
+    assert knobs["conv2/w_bits"].choices == (32, 8, 4)  # least to most compressing
+    assert knobs["fc1/w_bits"].choices == (4, 2)
+    assert knobs["fc1/clusters"].choices == (None, 16, 4)
+    assert "conv1/clusters" not in knobs and "fc2/prune" not in knobs  # output layer
+    assert knobs["fc2/w_bits"].choices == (4, 2)
+
+
+def test_sharing_overrides_bits_and_useless_ranks_mean_no_factorization() -> None:
+    space = space_for("lenet5", [{"rank": [0.1, 1.0], "w_bits": [4, 32], "clusters": [8, None]}])
+    policy = space.policy({"conv2/rank": 0.99, "conv2/w_bits": 4, "conv2/clusters": 8})
+    assert policy.layers["conv2"].rank == 1.0  # a 99% rank would not shrink conv2
+    assert policy.layers["conv2"].w_bits == 32 and policy.layers["conv2"].clusters == 8
+
+
+def test_uniform_baselines_are_the_least_compression_within_budget() -> None:
+    space = space_for("lenet5", [{"prune": [0.0, 0.9]}], skip_first=False)
+    profile = space.profile
+    base = compute_costs(profile, Policy("lenet5")).as_dict()
+    budget = resolve_budget({"macs": Limit(0.25, True)}, base)
+    baselines = uniform_baselines(space, budget, 3)
+    assert len(baselines) == 3
+    ratios = [compute_costs(profile, space.policy(p)).macs / base["macs"] for p in baselines]
+    assert all(r <= 0.25 for r in ratios) and ratios == sorted(ratios, reverse=True)
+    for params in baselines:
+        assert len(set(params.values())) == 1  # one value for every layer
+    first = next(iter(baselines[0].values()))
+    looser = space.policy({k: first - 0.01 for k in baselines[0]})
+    assert compute_costs(profile, looser).macs / base["macs"] > 0.25
+    # no analytic budget: spread over the range
+    spread = uniform_baselines(space, resolve_budget({}, base), 3)
+    assert [next(iter(p.values())) for p in spread] == pytest.approx([0.225, 0.45, 0.675])
+
+
+@pytest.mark.parametrize(
+    ("rules", "flags", "key"),
+    [
+        ([{"layers": "conv9", "prune": [0, 0.5]}], {}, "space.rules[0].layers"),
+        ([{"types": ["conv"]}], {}, "space.rules[0]"),
+        ([{"layers": "fc2", "prune": [0, 0.5]}], {}, "space.rules[0].layers"),
+    ],
+)
+def test_rules_that_select_nothing_usable_are_errors(rules, flags, key) -> None:
+    with pytest.raises(ConfigError) as err:
+        space_for("lenet5", rules, **flags)
+    assert err.value.key == key
