@@ -7,6 +7,7 @@ TORCH ?= torch==2.13.0
 DATA ?= data
 FETCH ?= ../shared/data/fetch-datasets
 DEMO ?= experiments/lenet5-fashion-mnist.yaml
+DEMO_RUN ?= runs/lenet5-fashion-mnist
 
 .PHONY: setup data demo test test-slow lint format clean
 
@@ -29,13 +30,14 @@ data:
 data-cifar10:
 	"$(FETCH)" "$(DATA)" cifar10
 
-# The main job: train (or reuse) the base LeNet-5 on Fashion-MNIST, price it and a pruning policy,
-# then apply that policy (fine-tuned 1 epoch with distillation) and export it.
+# The main job: train (or reuse) LeNet-5 on Fashion-MNIST, search 40 per-layer policies under a
+# MACs budget of 25% (a SQLite study in the run directory; re-running resumes it), print the
+# Pareto front and export the best policy with a longer fine-tune (model.pt, model.onnx, report).
 demo: setup data
 	$(PY) -m autocompress train $(DEMO)
-	$(PY) -m autocompress cost $(DEMO)
-	$(PY) -m autocompress cost $(DEMO) --policy experiments/policy-lenet5-prune.yaml
-	$(PY) -m autocompress apply $(DEMO) --policy experiments/policy-lenet5-prune.yaml --finetune-epochs 1 --out runs/demo-pruned
+	$(PY) -m autocompress search $(DEMO)
+	$(PY) -m autocompress pareto $(DEMO_RUN)
+	$(PY) -m autocompress export $(DEMO_RUN) --best --out $(DEMO_RUN)/export
 
 test: setup
 	$(PY) -m pytest

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -474,11 +474,7 @@ def cmd_search(cfg: Config, args: argparse.Namespace) -> int:
             progress.update(
                 task, completed=min(trials_done(study), n), best=summary(), front=state["front"]
             )
-            if trial.state.name == "FAIL":
-                progress.console.print(
-                    f"  trial {trial.number} failed: {trial.user_attrs.get('fail_reason')}",
-                    soft_wrap=True,
-                )
+            progress.console.print(_trial_line(trial, ctx.base_costs), soft_wrap=True)
 
         try:
             run_search(ctx, study, n, on_trial)
@@ -498,6 +494,26 @@ def cmd_search(cfg: Config, args: argparse.Namespace) -> int:
         soft_wrap=True,
     )
     return 0
+
+
+def _trial_line(trial: Any, base_costs: Mapping[str, float]) -> str:
+    """One line per finished trial (the bar alone says nothing in a log file)."""
+    a = trial.user_attrs
+    kind = a.get("baseline") or ("retry" if "retry_of" in a else "searched")
+    head = f"  trial {trial.number:>3} {kind:<14}"
+    if trial.state.name == "FAIL":
+        return f"{head} [red]failed[/]: {a.get('fail_reason')}"
+    costs = "  ".join(
+        f"{m} {v / base_costs[m]:.3f}" for m, v in a.get("costs", {}).items() if m in base_costs
+    )
+    if not a.get("feasible", True):
+        return f"{head} [yellow]over budget[/] (not fine-tuned)  {costs}"
+    status = "stopped early" if trial.state.name == "PRUNED" else "val"
+    projected = "  (projected into budget)" if a.get("projected") else ""
+    return (
+        f"{head} {status} {a.get('val_accuracy', 0):.2%}  {costs}  "
+        f"{a.get('seconds', 0):.1f}s{projected}"
+    )
 
 
 def _front(cfg: Config, recs: list[Any]) -> list[Any]:
@@ -542,18 +558,20 @@ def _search_summary(cfg: Config, recs: list[Any]) -> None:
 def _write_pareto(cfg: Config, recs: list[Any]) -> list[Any]:
     from autocompress.report.plots import pareto_html, pareto_png
     from autocompress.search.pareto import front_metrics
+    from autocompress.search.study import pareto_paths, study_name
 
     front = _front(cfg, recs)
     metric = front_metrics(cfg)[0]
-    title = f"{cfg.name}: validation accuracy vs {metric}"
-    pareto_png(recs, front, metric, cfg.run_dir / "pareto.png", title)
-    pareto_html(recs, front, metric, cfg.run_dir / "pareto.html", title)
+    title = f"{study_name(cfg)}: validation accuracy vs {metric}"
+    png, html = pareto_paths(cfg)
+    pareto_png(recs, front, metric, png, title)
+    pareto_html(recs, front, metric, html, title)
     return front
 
 
 def cmd_pareto(cfg: Config, args: argparse.Namespace) -> int:
     from autocompress.search.pareto import front_metrics
-    from autocompress.search.study import load_study, records
+    from autocompress.search.study import load_study, pareto_paths, records
 
     recs = records(load_study(cfg))
     front = _write_pareto(cfg, recs)
@@ -594,10 +612,9 @@ def cmd_pareto(cfg: Config, args: argparse.Namespace) -> int:
             r.baseline or "searched",
         )
     console.print(table)
+    png, html = pareto_paths(cfg)
     console.print(
-        f"{len(front)} of {len(recs)} trials on the front; wrote {cfg.run_dir / 'pareto.png'} "
-        f"and {cfg.run_dir / 'pareto.html'}",
-        soft_wrap=True,
+        f"{len(front)} of {len(recs)} trials on the front; wrote {png} and {html}", soft_wrap=True
     )
     return 0
 

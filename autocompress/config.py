@@ -190,6 +190,12 @@ class SearchConfig:
     trials: int = _check(_positive, "an integer > 0", 40)
     sampler: Literal["tpe", "nsga2", "gp", "cmaes", "random"] = "tpe"
     storage: str | None = None  # None: SQLite file study.db in the run directory
+    # several studies can share a run directory (and its base model); None: the run's name
+    study: str | None = _check(
+        lambda s: re.fullmatch(r"[A-Za-z0-9][\w.-]*", s) is not None,
+        "letters, digits, '_', '-', '.'",
+        None,
+    )
     seed: int = 0
     # cost metrics minimised next to accuracy (a Pareto front); empty: maximise accuracy only
     objectives: list[Literal["macs", "params", "bitops", "size_bytes", "latency_ms"]] = field(

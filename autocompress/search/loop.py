@@ -22,6 +22,7 @@ from autocompress.search.study import (
     open_study,
     recover_interrupted,
     register_worker,
+    study_name,
     trials_done,
     worker_id,
 )
@@ -55,7 +56,7 @@ def prepare_study(ctx: TrialContext, sampler_name: str) -> tuple[optuna.Study, l
         from autocompress.errors import AutocompressError
 
         raise AutocompressError(
-            f"the study '{cfg.name}' was made with another search space: use another name "
+            f"the study '{study_name(cfg)}' was made with another search space: use another name "
             "(or delete the run's study.db) to search this one"
         )
     return study, recovered

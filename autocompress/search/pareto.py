@@ -74,3 +74,24 @@ def trial_by_number(records: Sequence[TrialRecord], number: int) -> TrialRecord:
             + ": export a complete trial"
         )
     return record
+
+
+def hypervolume(
+    records: Sequence[TrialRecord], metric: str, ref_accuracy: float, ref_ratio: float
+) -> float:
+    """Area dominated by the scored trials in (accuracy up, ``metric`` ratio down) space,
+    bounded by the reference point (``ref_accuracy``, ``ref_ratio``)."""
+    points = sorted(
+        (r.ratios[metric], r.val_accuracy or 0.0)
+        for r in records
+        if r.scored and metric in r.ratios
+    )
+    area, best = 0.0, ref_accuracy
+    # sweep from the cheapest point: each point adds the strip its accuracy gains
+    for i, (cost, acc) in enumerate(points):
+        if cost >= ref_ratio:
+            break
+        best = max(best, acc)
+        right = min(points[i + 1][0], ref_ratio) if i + 1 < len(points) else ref_ratio
+        area += (right - cost) * (best - ref_accuracy)
+    return area

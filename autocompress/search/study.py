@@ -31,6 +31,16 @@ def storage_url(cfg: Config) -> str:
     return f"sqlite:///{(cfg.run_dir / 'study.db').resolve()}"
 
 
+def study_name(cfg: Config) -> str:
+    return cfg.search.study or cfg.name
+
+
+def pareto_paths(cfg: Config) -> tuple[Path, Path]:
+    """``pareto.png`` and ``pareto.html``, suffixed with the study name if not the run name."""
+    stem = "pareto" if study_name(cfg) == cfg.name else f"pareto-{study_name(cfg)}"
+    return cfg.run_dir / f"{stem}.png", cfg.run_dir / f"{stem}.html"
+
+
 def directions(cfg: Config) -> list[StudyDirection]:
     n = len(cfg.search.objectives)
     return [StudyDirection.MAXIMIZE] + [StudyDirection.MINIMIZE] * n
@@ -45,7 +55,7 @@ def open_study(
     try:
         storage = optuna.storages.RDBStorage(url) if "://" in url else url
         study = optuna.create_study(
-            study_name=cfg.name,
+            study_name=study_name(cfg),
             storage=storage,
             sampler=sampler,
             pruner=pruner,
@@ -60,7 +70,7 @@ def open_study(
         study.set_user_attr("objectives", wanted)
     elif names != wanted:
         raise AutocompressError(
-            f"the study '{cfg.name}' in {url} optimises {names}, this config {wanted}: "
+            f"the study '{study_name(cfg)}' in {url} optimises {names}, this config {wanted}: "
             "use another name, or restore search.objectives"
         )
     return study
@@ -70,10 +80,10 @@ def load_study(cfg: Config) -> optuna.Study:
     """An existing study, for reading (pareto, export)."""
     url = storage_url(cfg)
     try:
-        return optuna.load_study(study_name=cfg.name, storage=url)
+        return optuna.load_study(study_name=study_name(cfg), storage=url)
     except KeyError:
         raise AutocompressError(
-            f"no study '{cfg.name}' in {url}: run `autocompress search` first"
+            f"no study '{study_name(cfg)}' in {url}: run `autocompress search` first"
         ) from None
 
 

@@ -1,0 +1,158 @@
+"""Searched against uniform policies, and TPE against random search, under one MACs budget.
+
+    python benchmarks/search_vs_uniform.py experiments/lenet5-fashion-mnist.yaml
+
+Part ``versus``: runs (or resumes — ``make demo`` runs the same study) the config's search;
+takes its best searched trial and its best uniform baseline (both scored on validation after
+the same short fine-tune, within the same budget), exports both with the same longer
+fine-tune, and prints their test accuracies.
+
+Part ``hypervolume``: for each seed, a TPE study and a random study of the same number of
+trials (no uniform baselines, so every trial comes from the sampler), in the same run
+directory; prints the hypervolume of each validation-accuracy / MACs front (reference point:
+base validation accuracy − 10 points, and the budget's MACs ratio), the best feasible
+validation accuracy, and the mean and spread per sampler.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from pathlib import Path
+
+from autocompress.cli import main
+from autocompress.config import load_config
+from autocompress.search.pareto import hypervolume
+from autocompress.search.study import TrialRecord, load_study, records
+
+
+def run(argv: list[str]) -> None:
+    code = main(argv)
+    if code != 0:
+        raise SystemExit(f"`autocompress {' '.join(argv)}` exited {code}")
+
+
+def versus(config: str, overrides: list[str]) -> dict[str, object]:
+    sets = [x for o in overrides for x in ("--set", o)]
+    cfg = load_config(config, overrides)
+    run(["search", config, *sets])
+    recs = records(load_study(cfg))
+    scored = [r for r in recs if r.scored]
+    searched = max((r for r in scored if not r.baseline), key=lambda r: r.val_accuracy or 0)
+    uniform = max((r for r in scored if r.baseline), key=lambda r: r.val_accuracy or 0)
+    out: dict[str, object] = {}
+    for label, record in (("searched", searched), ("uniform", uniform)):
+        target = cfg.run_dir / f"bench-{label}"
+        run(["export", str(cfg.run_dir), "--trial", str(record.number), "--out", str(target)])
+        report = json.loads((target / "report.json").read_text())
+        out[label] = {
+            "trial": record.number,
+            "baseline": record.baseline,
+            "val_accuracy_search": record.val_accuracy,
+            "test_accuracy": report["accuracy"],
+            "macs_ratio": report["macs_ratio"],
+            "latency_ratio_b64": report["latency_ms"]["batch_64"]
+            / report["base_latency_ms"]["batch_64"],
+            "policy": record.policy,
+        }
+    s, u = out["searched"], out["uniform"]
+    assert isinstance(s, dict) and isinstance(u, dict)
+    out["gain_points"] = 100 * (s["test_accuracy"] - u["test_accuracy"])
+    print("\n== searched vs best uniform (same budget, same fine-tunes) ==")
+    for label in ("searched", "uniform"):
+        r = out[label]
+        assert isinstance(r, dict)
+        print(
+            f"{label:9s} trial {r['trial']:3d}  val {r['val_accuracy_search']:.2%}  "
+            f"test {r['test_accuracy']:.2%}  MACs {r['macs_ratio']:.3f}×  "
+            f"latency(b64) {r['latency_ratio_b64']:.2f}×"
+        )
+    print(f"gain: {out['gain_points']:+.2f} points of test accuracy")
+    return out
+
+
+def front_hv(recs: list[TrialRecord], base_val: float, budget: float) -> float:
+    return hypervolume(recs, "macs", base_val - 0.10, budget)
+
+
+def samplers(config: str, overrides: list[str], seeds: list[int], trials: int) -> dict[str, object]:
+    cfg = load_config(config, overrides)
+    budget = cfg.budget["macs"].value if "macs" in cfg.budget else 1.0
+    rows: dict[str, list[dict[str, float]]] = {"tpe": [], "random": []}
+    for seed in seeds:
+        for sampler in rows:
+            study = f"hv-{sampler}-s{seed}"
+            sets = [*overrides, f"search.study={study}", f"search.seed={seed}", "search.uniform=0"]
+            start = time.perf_counter()
+            run(
+                [
+                    "search",
+                    config,
+                    "--sampler",
+                    sampler,
+                    "--trials",
+                    str(trials),
+                    *[x for o in sets for x in ("--set", o)],
+                ]
+            )
+            seconds = time.perf_counter() - start
+            scfg = load_config(config, sets)
+            recs = records(load_study(scfg))
+            base_val = float(
+                json.loads(next(cfg.run_dir.glob("base-*.json")).read_text())["val_accuracy"]
+            )
+            best = max((r.val_accuracy or 0.0 for r in recs if r.scored), default=0.0)
+            rows[sampler].append(
+                {
+                    "seed": seed,
+                    "hypervolume": front_hv(recs, base_val, budget),
+                    "best_val": best,
+                    "scored": sum(r.scored for r in recs),
+                    "seconds": seconds,
+                }
+            )
+    print(f"\n== TPE vs random, {trials} trials each, seeds {seeds} ==")
+    summary: dict[str, object] = {"per_run": rows}
+    for sampler, runs in rows.items():
+        for r in runs:
+            print(
+                f"{sampler:6s} seed {r['seed']:.0f}  HV {r['hypervolume'] * 1e3:.3f}e-3  "
+                f"best val {r['best_val']:.2%}  scored {r['scored']:.0f}  {r['seconds']:.0f}s"
+            )
+        hv = [r["hypervolume"] for r in runs]
+        best = [r["best_val"] for r in runs]
+        spread = statistics.stdev(hv) if len(hv) > 1 else 0.0
+        summary[sampler] = {
+            "hv_mean": statistics.mean(hv),
+            "hv_std": spread,
+            "best_val_mean": statistics.mean(best),
+        }
+        print(
+            f"{sampler:6s} mean HV {statistics.mean(hv) * 1e3:.3f}e-3 ± {spread * 1e3:.3f}e-3  "
+            f"mean best val {statistics.mean(best):.2%}"
+        )
+    return summary
+
+
+def main_cli() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("config", nargs="?", default="experiments/lenet5-fashion-mnist.yaml")
+    parser.add_argument("--part", choices=["versus", "hypervolume", "all"], default="all")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--trials", type=int, default=40, help="trials per sampler study")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument("--json", type=Path, help="also write the figures here")
+    args = parser.parse_args()
+    results: dict[str, object] = {}
+    if args.part in ("versus", "all"):
+        results["versus"] = versus(args.config, args.set)
+    if args.part in ("hypervolume", "all"):
+        results["samplers"] = samplers(args.config, args.set, args.seeds, args.trials)
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main_cli()
