@@ -91,7 +91,7 @@ def _parser() -> argparse.ArgumentParser:
 
     p = command("search", "search per-layer policies under the budget (resumes if re-run)")
     p.add_argument("--trials", type=int, help="total trials in the study (search.trials)")
-    p.add_argument("--sampler", help="tpe, nsga2, gp, cmaes or random (search.sampler)")
+    p.add_argument("--sampler", help="tpe, nsga2, gp, cmaes, random or rl (search.sampler)")
     p.add_argument("--storage", help="Optuna storage URL (default: SQLite study.db in the run)")
     p.set_defaults(func=cmd_search)
 
@@ -118,6 +118,13 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument(
             f"--max-{flag}", type=float, metavar="R", help=f"with --best: {metric} ≤ R × base"
         )
+    p.add_argument(
+        "--top",
+        type=int,
+        default=1,
+        metavar="K",
+        help="with --best: export the K best trials and keep the best on validation",
+    )
     p.add_argument("--finetune-epochs", type=float, help="default: finetune.export_epochs")
     p.add_argument("--out", type=Path, required=True, help="output directory")
     p.set_defaults(func=cmd_export)
@@ -419,7 +426,7 @@ def cmd_search(cfg: Config, args: argparse.Namespace) -> int:
         TimeRemainingColumn,
     )
 
-    from autocompress.search.loop import prepare_study, run_search
+    from autocompress.search.loop import make_controller, prepare_study, run_search
     from autocompress.search.objective import make_context
     from autocompress.search.study import records, storage_url, trials_done
     from autocompress.spaces import build_space
@@ -428,6 +435,7 @@ def cmd_search(cfg: Config, args: argparse.Namespace) -> int:
     space = build_space(cfg.space, profile, cfg.compress.round_to)
     ctx = make_context(cfg, splits, base, profile, space)
     study, recovered = prepare_study(ctx, cfg.search.sampler)
+    controller = make_controller(ctx, cfg.search.sampler)
     n = cfg.search.trials
     done = trials_done(study)
     layers = sorted(
@@ -441,9 +449,22 @@ def cmd_search(cfg: Config, args: argparse.Namespace) -> int:
     )
     for metric, limit in ctx.budget.limits.items():
         console.print(f"budget {metric} ≤ {ctx.budget.described[metric]} = {limit:,.4g}")
+    if ctx.needs_latency:
+        setup = study.user_attrs.get("latency", {})
+        console.print(
+            f"latency: {setup.get('statistic')}, batch {setup.get('batch')}, "
+            f"{setup.get('threads')} thread(s), {setup.get('execution')}",
+            soft_wrap=True,
+        )
     console.print(f"study: {storage_url(cfg)}", soft_wrap=True)
     if done:
         console.print(f"resuming: {done} of {n} trials already in the study")
+    if controller is not None:
+        console.print(
+            f"RL agent: {len(controller.walk.steps)} layers × {len(controller.walk.kinds)} "
+            f"actions, reward {cfg.search.rl_reward}"
+            + (f"; resumed after {controller.episodes} episodes" if controller.resumed else "")
+        )
     if recovered:
         console.print(
             f"trials {recovered} were left running by a stopped process: failed and queued again"
@@ -477,7 +498,7 @@ def cmd_search(cfg: Config, args: argparse.Namespace) -> int:
             progress.console.print(_trial_line(trial, ctx.base_costs), soft_wrap=True)
 
         try:
-            run_search(ctx, study, n, on_trial)
+            run_search(ctx, study, n, on_trial, controller)
         except KeyboardInterrupt:
             progress.stop()
             console.print(
@@ -573,7 +594,8 @@ def cmd_pareto(cfg: Config, args: argparse.Namespace) -> int:
     from autocompress.search.pareto import front_metrics
     from autocompress.search.study import load_study, pareto_paths, records
 
-    recs = records(load_study(cfg))
+    study = load_study(cfg)
+    recs = records(study)
     front = _write_pareto(cfg, recs)
     metrics = front_metrics(cfg)
     shown = list(
@@ -598,7 +620,13 @@ def cmd_pareto(cfg: Config, args: argparse.Namespace) -> int:
             }
             for r in front
         ]
-        print(json.dumps({"metrics": metrics, "front": rows, "trials": len(recs)}, indent=2))
+        latency = study.user_attrs.get("latency")
+        print(
+            json.dumps(
+                {"metrics": metrics, "front": rows, "trials": len(recs), "latency": latency},
+                indent=2,
+            )
+        )
         return 0
     table = Table(title=f"Pareto front · {cfg.name} · accuracy vs {', '.join(metrics)}")
     for col in ("trial", "val accuracy", *(f"{m} ratio" for m in shown), "params", "kind"):
@@ -621,8 +649,8 @@ def cmd_pareto(cfg: Config, args: argparse.Namespace) -> int:
 
 def cmd_export(cfg: Config, args: argparse.Namespace) -> int:
     from autocompress.errors import ConfigError
-    from autocompress.search.export import export_trial
-    from autocompress.search.pareto import best_trial, trial_by_number
+    from autocompress.search.export import export_best_of, export_trial
+    from autocompress.search.pareto import best_trial, best_trials, trial_by_number
     from autocompress.search.study import load_study, records
 
     limits = {
@@ -630,10 +658,12 @@ def cmd_export(cfg: Config, args: argparse.Namespace) -> int:
         for flag, metric in RATIO_FLAGS.items()
         if getattr(args, f"max_{flag}") is not None
     }
-    if limits and not args.best:
+    if (limits or args.top != 1) and not args.best:
         raise ConfigError(
-            "--max-*", limits, "ratio limits choose among trials: use them with --best"
+            "--max-*/--top", limits or args.top, "they choose among trials: use them with --best"
         )
+    if args.top < 1:
+        raise ConfigError("--top", args.top, "an integer >= 1")
     for metric, value in limits.items():
         if value <= 0:
             raise ConfigError(f"--max-{metric}", value, "a ratio to the base model > 0, e.g. 0.25")
@@ -641,14 +671,27 @@ def cmd_export(cfg: Config, args: argparse.Namespace) -> int:
     if epochs < 0:
         raise ConfigError("--finetune-epochs", epochs, "a number of epochs >= 0")
     recs = records(load_study(cfg))
-    record = best_trial(recs, limits) if args.best else trial_by_number(recs, args.trial)
-    console.print(
-        f"exporting trial {record.number} (val {record.val_accuracy:.2%} in the search) "
-        f"with a {epochs:g}-epoch fine-tune",
-    )
-    splits, base, profile = _prepare(cfg)
-    report = export_trial(cfg, splits, base, profile, record, args.out, epochs, log=console.print)
-    _print_report(report, f"trial {record.number} · {cfg.name}")
+    if args.best and args.top > 1:
+        candidates = best_trials(recs, limits, args.top)
+        console.print(
+            f"exporting trials {[r.number for r in candidates]} with a {epochs:g}-epoch "
+            "fine-tune each; keeping the best on validation"
+        )
+        splits, base, profile = _prepare(cfg)
+        report = export_best_of(
+            cfg, splits, base, profile, candidates, args.out, epochs, log=console.print
+        )
+    else:
+        record = best_trial(recs, limits) if args.best else trial_by_number(recs, args.trial)
+        console.print(
+            f"exporting trial {record.number} (val {record.val_accuracy:.2%} in the search) "
+            f"with a {epochs:g}-epoch fine-tune",
+        )
+        splits, base, profile = _prepare(cfg)
+        report = export_trial(
+            cfg, splits, base, profile, record, args.out, epochs, log=console.print
+        )
+    _print_report(report, f"trial {report['trial']} · {cfg.name}")
     console.print(
         f"wrote {args.out}/model.pt, model.onnx, weights.bin, policy.yaml, report.json",
         soft_wrap=True,

@@ -29,7 +29,7 @@ import yaml
 from autocompress.errors import ConfigError
 
 METRICS = ("macs", "params", "bitops", "size_bytes", "latency_ms")
-SAMPLERS = ("tpe", "nsga2", "gp", "cmaes", "random")
+SAMPLERS = ("tpe", "nsga2", "gp", "cmaes", "random", "rl")
 
 
 def _check(check: Callable[[Any], bool], allowed: str, default: Any = dataclasses.MISSING) -> Any:
@@ -188,7 +188,7 @@ class Limit:
 @dataclass(frozen=True)
 class SearchConfig:
     trials: int = _check(_positive, "an integer > 0", 40)
-    sampler: Literal["tpe", "nsga2", "gp", "cmaes", "random"] = "tpe"
+    sampler: Literal["tpe", "nsga2", "gp", "cmaes", "random", "rl"] = "tpe"
     storage: str | None = None  # None: SQLite file study.db in the run directory
     # several studies can share a run directory (and its base model); None: the run's name
     study: str | None = _check(
@@ -204,6 +204,9 @@ class SearchConfig:
     pruner: Literal["median", "none"] = "median"  # stops poor fine-tunes (single objective)
     project: bool = True  # move over-budget candidates toward more compression (AMC)
     uniform: int = _check(lambda n: n >= 0, "an integer >= 0", 3)  # uniform baselines enqueued
+    # the RL agent (sampler: rl): reward, and episodes of random actions before it learns
+    rl_reward: Literal["accuracy", "amc"] = "accuracy"
+    rl_warmup: int = _check(lambda n: n >= 0, "an integer >= 0", 10)
     latency_batch: int = _check(_positive, "an integer > 0", 64)
     latency_threads: int = _check(_positive, "an integer > 0", 1)
 

@@ -3,9 +3,10 @@
     python benchmarks/search_vs_uniform.py experiments/lenet5-fashion-mnist.yaml
 
 Part ``versus``: runs (or resumes — ``make demo`` runs the same study) the config's search;
-takes its best searched trial and its best uniform baseline (both scored on validation after
-the same short fine-tune, within the same budget), exports both with the same longer
-fine-tune, and prints their test accuracies.
+takes its best searched trials and its uniform baselines (all scored on validation after the
+same short fine-tune, within the same budget), exports the ``--top`` best of each side with the
+same longer fine-tune, keeps on each side the one with the best validation accuracy after it
+(``autocompress export --best --top K``), and prints their test accuracies.
 
 Part ``hypervolume``: for each seed, a TPE study and a random study of the same number of
 trials (no uniform baselines, so every trial comes from the sampler), in the same run
@@ -34,40 +35,51 @@ def run(argv: list[str]) -> None:
         raise SystemExit(f"`autocompress {' '.join(argv)}` exited {code}")
 
 
-def versus(config: str, overrides: list[str]) -> dict[str, object]:
+def versus(config: str, overrides: list[str], top: int) -> dict[str, object]:
+    from autocompress.cli import _prepare
+    from autocompress.search.export import export_best_of
+    from autocompress.search.pareto import best_trials
+
     sets = [x for o in overrides for x in ("--set", o)]
     cfg = load_config(config, overrides)
     run(["search", config, *sets])
+    cfg = load_config(cfg.run_dir / "config.yaml", [])  # as the search wrote it
     recs = records(load_study(cfg))
-    scored = [r for r in recs if r.scored]
-    searched = max((r for r in scored if not r.baseline), key=lambda r: r.val_accuracy or 0)
-    uniform = max((r for r in scored if r.baseline), key=lambda r: r.val_accuracy or 0)
+    splits, base, profile = _prepare(cfg)
     out: dict[str, object] = {}
-    for label, record in (("searched", searched), ("uniform", uniform)):
+    for label, pool in (
+        ("searched", [r for r in recs if not r.baseline]),
+        ("uniform", [r for r in recs if r.baseline]),
+    ):
+        candidates = best_trials(pool, None, top)
         target = cfg.run_dir / f"bench-{label}"
-        run(["export", str(cfg.run_dir), "--trial", str(record.number), "--out", str(target)])
-        report = json.loads((target / "report.json").read_text())
+        report = export_best_of(
+            cfg, splits, base, profile, candidates, target, cfg.finetune.export_epochs
+        )
+        chosen = next(r for r in candidates if r.number == report["trial"])
         out[label] = {
-            "trial": record.number,
-            "baseline": record.baseline,
-            "val_accuracy_search": record.val_accuracy,
+            "trial": report["trial"],
+            "baseline": chosen.baseline,
+            "candidates": report["candidates"],
+            "val_accuracy_search": chosen.val_accuracy,
+            "val_accuracy_export": report["val_accuracy"],
             "test_accuracy": report["accuracy"],
             "macs_ratio": report["macs_ratio"],
             "latency_ratio_b64": report["latency_ms"]["batch_64"]
             / report["base_latency_ms"]["batch_64"],
-            "policy": record.policy,
+            "policy": chosen.policy,
         }
     s, u = out["searched"], out["uniform"]
     assert isinstance(s, dict) and isinstance(u, dict)
     out["gain_points"] = 100 * (s["test_accuracy"] - u["test_accuracy"])
-    print("\n== searched vs best uniform (same budget, same fine-tunes) ==")
+    print(f"\n== searched vs best uniform (same budget, same fine-tunes, top {top} each) ==")
     for label in ("searched", "uniform"):
         r = out[label]
         assert isinstance(r, dict)
         print(
-            f"{label:9s} trial {r['trial']:3d}  val {r['val_accuracy_search']:.2%}  "
-            f"test {r['test_accuracy']:.2%}  MACs {r['macs_ratio']:.3f}×  "
-            f"latency(b64) {r['latency_ratio_b64']:.2f}×"
+            f"{label:9s} trial {r['trial']:3d}  val {r['val_accuracy_search']:.2%} (search) "
+            f"{r['val_accuracy_export']:.2%} (export)  test {r['test_accuracy']:.2%}  "
+            f"MACs {r['macs_ratio']:.3f}×  latency(b64) {r['latency_ratio_b64']:.2f}×"
         )
     print(f"gain: {out['gain_points']:+.2f} points of test accuracy")
     return out
@@ -142,12 +154,13 @@ def main_cli() -> None:
     parser.add_argument("--part", choices=["versus", "hypervolume", "all"], default="all")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--trials", type=int, default=40, help="trials per sampler study")
+    parser.add_argument("--top", type=int, default=3, help="candidates exported per side")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()
     results: dict[str, object] = {}
     if args.part in ("versus", "all"):
-        results["versus"] = versus(args.config, args.set)
+        results["versus"] = versus(args.config, args.set, args.top)
     if args.part in ("hypervolume", "all"):
         results["samplers"] = samplers(args.config, args.set, args.seeds, args.trials)
     if args.json:

@@ -63,3 +63,17 @@ def test_int8_lenet5_without_finetuning_stays_within_0_3_points(runs: Path, tmp_
     report = json.loads((out / "report.json").read_text())
     assert report["accuracy"] >= report["base_accuracy"] - 0.003
     assert report["compression_ratio"] > 3.9
+
+
+def test_search_on_fashion_mnist_exports_a_policy_within_budget(runs: Path, tmp_path) -> None:
+    """The demo's search, shortened: 10 trials at 25% of the MACs, then the best exported."""
+    config = ROOT / "experiments" / "lenet5-fashion-mnist.yaml"
+    assert cli("search", str(config), "--trials", "10", runs=runs) == 0
+    cfg = load_config(config, overrides(runs))
+    out = tmp_path / "best"
+    code = main(["export", str(cfg.run_dir), "--best", "--finetune-epochs", "1", "--out", str(out)])
+    assert code == 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["macs"] <= 0.25 * report["base_macs"]
+    assert report["accuracy"] >= 0.88  # base 91.8%: a quarter of the MACs costs a point or two
+    assert (out / "model.onnx").stat().st_size > 0

@@ -6,8 +6,9 @@ from __future__ import annotations
 import io
 import json
 import logging
+import shutil
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import redirect_stdout
 from pathlib import Path
 from typing import Any
@@ -73,5 +74,48 @@ def export_trial(
     report["trial"] = record.number
     report["search_val_accuracy"] = record.val_accuracy
     report["baseline"] = record.baseline
+    (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+    return report
+
+
+def export_best_of(
+    cfg: Config,
+    splits: Splits,
+    base: BaseModel,
+    profile: Profile,
+    candidates: Sequence[TrialRecord],
+    out: Path,
+    finetune_epochs: float | None,
+    log: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """Export each candidate (into ``out/candidates/trial-N``), keep the one with the best
+    validation accuracy after the longer fine-tune, and copy it to ``out``.
+
+    The search ranks trials after a short fine-tune; a longer one can reorder close trials.
+    Choosing on validation accuracy keeps the test set out of the choice.
+    """
+    reports = []
+    for record in candidates:
+        log(f"candidate trial {record.number} (val {record.val_accuracy:.2%} in the search)")
+        target = out / "candidates" / f"trial-{record.number}"
+        reports.append(
+            export_trial(cfg, splits, base, profile, record, target, finetune_epochs, log=log)
+        )
+    best = max(range(len(reports)), key=lambda i: (reports[i]["val_accuracy"], -i))
+    chosen = out / "candidates" / f"trial-{candidates[best].number}"
+    for name in ("model.pt", "model.onnx", "weights.bin", "policy.yaml"):
+        shutil.copyfile(chosen / name, out / name)
+    report = {
+        **reports[best],
+        "candidates": [
+            {
+                "trial": r["trial"],
+                "search_val_accuracy": r["search_val_accuracy"],
+                "val_accuracy": r["val_accuracy"],
+            }
+            for r in reports
+        ],
+        "chosen_by": "validation accuracy after the export fine-tune",
+    }
     (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
     return report

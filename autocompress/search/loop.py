@@ -16,7 +16,13 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from autocompress.search.objective import TrialContext, TrialResult, evaluate_params
+from autocompress.search.objective import (
+    TrialContext,
+    TrialResult,
+    evaluate_params,
+    latency_setup,
+)
+from autocompress.search.rl import RLController
 from autocompress.search.samplers import distributions, make_pruner, make_sampler
 from autocompress.search.study import (
     open_study,
@@ -34,6 +40,20 @@ optuna.logging.set_verbosity(optuna.logging.WARNING)
 warnings.filterwarnings("ignore", message="Constraints have been set, but")
 
 
+def make_controller(ctx: TrialContext, sampler_name: str) -> RLController | None:
+    """The RL agent for ``sampler: rl`` (resumed from the run directory), else None."""
+    if sampler_name != "rl":
+        return None
+    from dataclasses import replace
+
+    from autocompress.search.rl import AgentConfig
+
+    cfg = ctx.cfg
+    path = cfg.run_dir / f"rl-agent-{study_name(cfg)}.pt"
+    agent = replace(AgentConfig(), warmup=cfg.search.rl_warmup)
+    return RLController(ctx.space, ctx.budget, path, cfg.search.seed, cfg.search.rl_reward, agent)
+
+
 def prepare_study(ctx: TrialContext, sampler_name: str) -> tuple[optuna.Study, list[int]]:
     """Open (or resume) the study with a pinned sampler; enqueue uniform baselines once."""
     cfg = ctx.cfg
@@ -48,6 +68,8 @@ def prepare_study(ctx: TrialContext, sampler_name: str) -> tuple[optuna.Study, l
     if "base_costs" not in study.user_attrs:
         study.set_user_attr("base_costs", dict(ctx.base_costs))
         study.set_user_attr("knobs", [k.name for k in ctx.space.knobs])
+        if ctx.needs_latency:
+            study.set_user_attr("latency", latency_setup(cfg))
         for params in uniform_baselines(ctx.space, ctx.budget, cfg.search.uniform):
             position = ctx.space.positions(params)
             t = sum(position.values()) / max(len(position), 1)
@@ -67,11 +89,21 @@ def run_search(
     study: optuna.Study,
     n_trials: int,
     on_trial: Callable[[FrozenTrial], None] | None = None,
+    controller: RLController | None = None,
 ) -> None:
-    """Run trials until ``n_trials`` count in the study (see ``counts_toward_budget``)."""
+    """Run trials until ``n_trials`` count in the study (see ``counts_toward_budget``).
+
+    With a ``controller`` (the RL agent), each trial's params are its next episode, enqueued
+    so the trial is an ordinary one in the study; queued trials (baselines, retries) go first.
+    """
     dists = distributions(ctx.space)
     while trials_done(study) < n_trials:
         started = time.perf_counter()
+        if controller is not None and not study.get_trials(
+            deepcopy=False, states=(TrialState.WAITING,)
+        ):
+            episode, params = controller.propose()
+            study.enqueue_trial(params, user_attrs={"rl_episode": episode})
         trial = study.ask(dists)
         trial.set_user_attr("worker", worker_id())
         ask_s = time.perf_counter() - started
@@ -86,6 +118,10 @@ def run_search(
             study.enqueue_trial(trial.params, user_attrs=attrs)
             raise
         frozen = _tell(ctx, study, trial, result, started, ask_s)
+        if controller is not None and "rl_episode" in frozen.user_attrs:
+            accuracy = result.val_accuracy if result.feasible else 0.0
+            macs = result.costs.get("macs", ctx.base_costs["macs"])
+            controller.observe(int(frozen.user_attrs["rl_episode"]), accuracy, macs)
         if on_trial is not None:
             on_trial(frozen)
 

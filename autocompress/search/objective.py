@@ -78,12 +78,27 @@ def make_context(
     )
 
 
+LATENCY_REPEATS, LATENCY_WARMUP = 30, 5
+
+
+def latency_setup(cfg: Config) -> dict[str, Any]:
+    """How trial latency is measured, as stored in the study and printed by the search."""
+    return {
+        "batch": cfg.search.latency_batch,
+        "threads": cfg.search.latency_threads,
+        "statistic": f"median of {LATENCY_REPEATS} runs after {LATENCY_WARMUP} warm-up runs",
+        "execution": "CPU, float weights with every transform folded in",
+    }
+
+
 def model_latency(ctx: TrialContext, model: torch.nn.Module) -> float:
     """Median CPU milliseconds of the float execution at the configured batch and threads."""
     return measure_latency(
         folded(model, float_inputs=True),
         ctx.profile.input_shape,
         batch=ctx.cfg.search.latency_batch,
+        repeats=LATENCY_REPEATS,
+        warmup=LATENCY_WARMUP,
         threads=ctx.cfg.search.latency_threads,
     )
 

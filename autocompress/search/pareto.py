@@ -46,6 +46,14 @@ def best_trial(
 ) -> TrialRecord:
     """The scored trial with the best validation accuracy whose cost ratios are all within
     ``max_ratios`` (e.g. ``{"macs": 0.2}``)."""
+    return best_trials(records, max_ratios, 1)[0]
+
+
+def best_trials(
+    records: Sequence[TrialRecord], max_ratios: Mapping[str, float] | None, count: int
+) -> list[TrialRecord]:
+    """The ``count`` best scored trials within ``max_ratios``, best first (ties: cheaper in
+    MACs, then earlier)."""
     limits = dict(max_ratios or {})
     chosen = [
         r
@@ -59,7 +67,8 @@ def best_trial(
             + (within if limits else "")
             + f" among {len(records)} trials; run more trials or loosen the limits"
         )
-    return max(chosen, key=lambda r: (r.val_accuracy or 0.0, -r.number))
+    chosen.sort(key=lambda r: (-(r.val_accuracy or 0.0), r.ratios.get("macs", 0.0), r.number))
+    return chosen[:count]
 
 
 def trial_by_number(records: Sequence[TrialRecord], number: int) -> TrialRecord:

@@ -76,9 +76,9 @@ def make_sampler(
         return optuna.samplers.CmaEsSampler(
             n_startup_trials=1, seed=seed, restart_strategy=None, warn_independent_sampling=False
         )
-    if name == "random":
+    if name in ("random", "rl"):  # rl: the agent's params arrive enqueued; never sampled
         return optuna.samplers.RandomSampler(seed=seed)
-    raise ConfigError("search.sampler", name, "one of tpe, nsga2, gp, cmaes, random")
+    raise ConfigError("search.sampler", name, "one of tpe, nsga2, gp, cmaes, random, rl")
 
 
 def make_pruner(name: str, n_objectives: int) -> optuna.pruners.BasePruner:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime
 import os
 import socket
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -68,6 +69,9 @@ def open_study(
     names = study.user_attrs.get("objectives")
     if names is None:
         study.set_user_attr("objectives", wanted)
+        with warnings.catch_warnings():  # experimental in Optuna; labels the dashboard's axes
+            warnings.simplefilter("ignore")
+            study.set_metric_names(["val_accuracy", *(f"{m}_ratio" for m in wanted[1:])])
     elif names != wanted:
         raise AutocompressError(
             f"the study '{study_name(cfg)}' in {url} optimises {names}, this config {wanted}: "

@@ -83,6 +83,16 @@ def test_search_pareto_export_end_to_end(write_config, tmp_path, capsys) -> None
     assert got.shape == (16, 10)
     np.testing.assert_allclose(got, expected, atol=1e-4)
 
+    # --top 2: both best trials get the long fine-tune; the better one on validation is kept
+    top = tmp_path / "top"
+    assert main(["export", str(run_dir), "--best", "--top", "2", "--out", str(top)]) == 0
+    report = json.loads((top / "report.json").read_text())
+    candidates = report["candidates"]
+    assert len(candidates) == 2 and report["trial"] in {c["trial"] for c in candidates}
+    assert report["val_accuracy"] == max(c["val_accuracy"] for c in candidates)
+    chosen = top / "candidates" / f"trial-{report['trial']}"
+    assert (top / "weights.bin").read_bytes() == (chosen / "weights.bin").read_bytes()
+
 
 def test_rerun_resumes_up_to_the_requested_trials(write_config, tmp_path) -> None:
     config = write_config(SEARCH)
@@ -125,6 +135,8 @@ def test_latency_budget_is_measured_per_trial(write_config, tmp_path) -> None:
     assert main(["search", str(config)]) == 0
     study = study_of(run_dir)
     assert study.user_attrs["base_costs"]["latency_ms"] > 0
+    assert study.user_attrs["latency"]["batch"] == 64  # how it was measured, stated
+    assert study.user_attrs["latency"]["threads"] == 1
     for t in study.get_trials():
         assert t.user_attrs["costs"]["latency_ms"] > 0
         assert "latency" in t.user_attrs["timings"]
@@ -164,6 +176,8 @@ def test_export_and_pareto_errors(write_config, tmp_path, capsys) -> None:
     assert main(["export", str(run_dir), "--best", "--max-macs", "0.01", "--out", "x"]) == 2
     assert "macs ≤ 0.01× base" in capsys.readouterr().err
     assert main(["export", str(run_dir), "--trial", "0", "--max-macs", "0.5", "--out", "x"]) == 2
+    assert "use them with --best" in capsys.readouterr().err
+    assert main(["export", str(run_dir), "--trial", "0", "--top", "2", "--out", "x"]) == 2
     assert "use them with --best" in capsys.readouterr().err
     assert not (tmp_path / "x").exists()
 
