@@ -9,8 +9,9 @@ episode's policy is within budget whenever the space can meet it at all.
 
 As in AMC, every transition of an episode receives the episode's reward minus a moving-average
 baseline; the critic regresses that directly (the per-step return of a terminal-only reward,
-scaled by the rewards' spread), the actor follows the critic's gradient. Exploration: warm-up episodes with uniform random
-actions, then the actor's action plus truncated-normal noise whose scale decays per episode.
+scaled by the rewards' spread), the actor follows the critic's gradient. Exploration: warm-up
+episodes with uniform random actions, then the actor's action plus truncated-normal noise whose
+scale decays per episode.
 The agent's networks, optimisers, replay buffer, noise scale and episode count are saved
 after each episode (:meth:`DDPGAgent.save`), so a re-run of the search resumes the agent.
 """

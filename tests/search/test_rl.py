@@ -49,7 +49,7 @@ def test_agent_state_saves_and_resumes(tmp_path) -> None:
     agent_cfg = AgentConfig(warmup=2, updates_per_episode=4)
     first = RLController(space, budget, path, seed=0, cfg=agent_cfg)
     for _ in range(4):
-        episode, params = first.propose()
+        episode, _ = first.propose()
         first.observe(episode, 0.8, 1e6)
     assert path.exists() and first.episodes == 4
     again = RLController(space, budget, path, seed=0, cfg=agent_cfg)
