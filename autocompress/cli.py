@@ -521,6 +521,8 @@ def _trial_line(trial: Any, base_costs: Mapping[str, float]) -> str:
     """One line per finished trial (the bar alone says nothing in a log file)."""
     a = trial.user_attrs
     kind = a.get("baseline") or ("retry" if "retry_of" in a else "searched")
+    if "rl_episode" in a:
+        kind = f"rl episode {a['rl_episode']}"
     head = f"  trial {trial.number:>3} {kind:<14}"
     if trial.state.name == "FAIL":
         return f"{head} [red]failed[/]: {a.get('fail_reason')}"

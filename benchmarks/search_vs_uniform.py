@@ -89,10 +89,12 @@ def front_hv(recs: list[TrialRecord], base_val: float, budget: float) -> float:
     return hypervolume(recs, "macs", base_val - 0.10, budget)
 
 
-def samplers(config: str, overrides: list[str], seeds: list[int], trials: int) -> dict[str, object]:
+def samplers(
+    config: str, overrides: list[str], seeds: list[int], trials: int, names: list[str]
+) -> dict[str, object]:
     cfg = load_config(config, overrides)
     budget = cfg.budget["macs"].value if "macs" in cfg.budget else 1.0
-    rows: dict[str, list[dict[str, float]]] = {"tpe": [], "random": []}
+    rows: dict[str, list[dict[str, float]]] = {name: [] for name in names}
     for seed in seeds:
         for sampler in rows:
             study = f"hv-{sampler}-s{seed}"
@@ -125,7 +127,7 @@ def samplers(config: str, overrides: list[str], seeds: list[int], trials: int) -
                     "seconds": seconds,
                 }
             )
-    print(f"\n== TPE vs random, {trials} trials each, seeds {seeds} ==")
+    print(f"\n== {' vs '.join(names)}, {trials} trials each, seeds {seeds} ==")
     summary: dict[str, object] = {"per_run": rows}
     for sampler, runs in rows.items():
         for r in runs:
@@ -155,6 +157,9 @@ def main_cli() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--trials", type=int, default=40, help="trials per sampler study")
     parser.add_argument("--top", type=int, default=3, help="candidates exported per side")
+    parser.add_argument(
+        "--samplers", nargs="+", default=["tpe", "random"], help="samplers compared (and rl)"
+    )
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()
@@ -162,7 +167,9 @@ def main_cli() -> None:
     if args.part in ("versus", "all"):
         results["versus"] = versus(args.config, args.set, args.top)
     if args.part in ("hypervolume", "all"):
-        results["samplers"] = samplers(args.config, args.set, args.seeds, args.trials)
+        results["samplers"] = samplers(
+            args.config, args.set, args.seeds, args.trials, args.samplers
+        )
     if args.json:
         args.json.write_text(json.dumps(results, indent=2) + "\n")
 

@@ -36,6 +36,7 @@ class LayerProfile:
     # in any group (the image, say) and never change
     in_groups: tuple[tuple[int, int], ...]
     in_fixed: int
+    stride: int = 1  # a conv's (first) stride; 1 for a linear
 
     @property
     def depthwise(self) -> bool:
@@ -142,6 +143,7 @@ def profile_model(model: nn.Module, input_shape: tuple[int, ...], model_name: st
             out_group=out_group[name],
             in_groups=ins,
             in_fixed=fan_in - sum(groups[g].channels * mult for g, mult in ins),
+            stride=int(m.stride[0]) if isinstance(m, nn.Conv2d) else 1,
         )
     norms = {
         n: NormProfile(n, m.num_features, norm_group.get(n), m.affine, m.track_running_stats)

@@ -34,7 +34,7 @@ from autocompress.spaces import Budget, Knob, SearchSpace
 from autocompress.spaces.budget import ANALYTIC
 from autocompress.spaces.space import SPACE_KNOBS
 
-STATE_FEATURES = 10  # per-layer features before the previous action
+STATE_FEATURES = 11  # per-layer features before the previous action
 
 
 @dataclass(frozen=True)
@@ -218,6 +218,7 @@ class LayerWalk:
             "out": max(p.out_features for p in profile.layers.values()),
             "kernel": max(p.kernel for p in profile.layers.values()),
             "positions": max(p.positions for p in profile.layers.values()),
+            "stride": max(p.stride for p in profile.layers.values()),
             "macs": max(c.macs for c in base.layers.values()) or 1,
             "params": max(c.params for c in base.layers.values()) or 1,
         }
@@ -249,6 +250,7 @@ class LayerWalk:
             layer.in_features / s["in"],
             layer.out_features / s["out"],
             layer.kernel / s["kernel"],
+            layer.stride / s["stride"],
             layer.positions / s["positions"],
             base.macs / s["macs"],
             base.params / s["params"],

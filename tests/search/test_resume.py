@@ -57,6 +57,9 @@ def start_search(config: Path) -> subprocess.Popen[bytes]:
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
+        # a shell's background jobs ignore SIGINT, and Python then never turns it into
+        # KeyboardInterrupt: give the search the default handling a terminal gives it
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
 
 

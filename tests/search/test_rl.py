@@ -88,3 +88,25 @@ def test_rl_search_records_episodes_as_trials_and_resumes_its_agent(write_config
         assert t.user_attrs["costs"]["macs"] <= 0.6 * base_macs
         assert not t.user_attrs["projected"]
     assert (run_dir / "rl-agent-digits-test.pt").exists()
+
+
+EPISODES = 80  # the stated budget: the agent must beat random search within it
+
+
+def test_agent_beats_random_search_on_a_toy_problem_within_80_episodes() -> None:
+    """8 layers, one action each; the reward is a known function of the actions (minus the
+    squared distance to per-layer targets). Best reward found in 80 episodes, mean of 3
+    seeds: the agent (10 random warm-up episodes, then learning) against random search."""
+    from autocompress.search.rl import toy_episodes
+
+    targets = [0.4, 0.8, 0.2, 0.9, 0.1, 0.6, 0.3, 0.85]
+
+    def reward(actions) -> float:
+        return -sum((a - t) ** 2 for a, t in zip(actions, targets, strict=True))
+
+    agent, rand = [], []
+    for seed in range(3):
+        agent.append(max(toy_episodes(len(targets), reward, EPISODES, seed)))
+        rng = np.random.default_rng(seed + 100)
+        rand.append(max(reward(rng.uniform(0, 1, len(targets))) for _ in range(EPISODES)))
+    assert np.mean(agent) > np.mean(rand), (agent, rand)
