@@ -11,18 +11,20 @@ import math
 import time
 import warnings
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from autocompress.errors import AutocompressError
 from autocompress.search.objective import (
     TrialContext,
     TrialResult,
     evaluate_params,
     latency_setup,
 )
-from autocompress.search.rl import RLController
+from autocompress.search.rl import AgentConfig, RLController
 from autocompress.search.samplers import distributions, make_pruner, make_sampler
 from autocompress.search.study import (
     open_study,
@@ -44,10 +46,6 @@ def make_controller(ctx: TrialContext, sampler_name: str) -> RLController | None
     """The RL agent for ``sampler: rl`` (resumed from the run directory), else None."""
     if sampler_name != "rl":
         return None
-    from dataclasses import replace
-
-    from autocompress.search.rl import AgentConfig
-
     cfg = ctx.cfg
     path = cfg.run_dir / f"rl-agent-{study_name(cfg)}.pt"
     agent = replace(AgentConfig(), warmup=cfg.search.rl_warmup)
@@ -75,8 +73,6 @@ def prepare_study(ctx: TrialContext, sampler_name: str) -> tuple[optuna.Study, l
             t = sum(position.values()) / max(len(position), 1)
             study.enqueue_trial(params, user_attrs={"baseline": f"uniform {t:.3f}"})
     elif study.user_attrs.get("knobs") != [k.name for k in ctx.space.knobs]:
-        from autocompress.errors import AutocompressError
-
         raise AutocompressError(
             f"the study '{study_name(cfg)}' was made with another search space: use another name "
             "(or delete the run's study.db) to search this one"
