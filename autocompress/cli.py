@@ -555,18 +555,14 @@ def _search_summary(cfg: Config, recs: list[Any]) -> None:
     console.print("trials: " + ", ".join(f"{v} {k}" for k, v in sorted(states.items())))
     metrics = front_metrics(cfg)
     top = sorted((r for r in recs if r.scored), key=lambda r: -(r.val_accuracy or 0))[:5]
-    table = Table(title=f"best trials · {cfg.name}")
-    for col in ("trial", "val accuracy", *(f"{m} ratio" for m in metrics), "fine-tune s", "kind"):
-        table.add_column(col, justify="right")
-    for r in top:
-        table.add_row(
-            str(r.number),
-            f"{r.val_accuracy:.2%}",
-            *(f"{r.ratios.get(m, float('nan')):.3f}" for m in metrics),
-            f"{r.finetune_seconds:.1f}",
-            r.baseline or "searched",
+    console.print(
+        _trials_table(
+            f"best trials · {cfg.name}",
+            top,
+            metrics,
+            ("fine-tune s", lambda r: f"{r.finetune_seconds:.1f}"),
         )
-    console.print(table)
+    )
     uniform = [r for r in recs if r.scored and r.baseline]
     searched = [r for r in recs if r.scored and not r.baseline]
     if uniform and searched:
@@ -576,6 +572,24 @@ def _search_summary(cfg: Config, recs: list[Any]) -> None:
             f"best searched {s:.2%} vs best uniform baseline {u:.2%} "
             f"({(s - u) * 100:+.2f} pt, validation accuracy)"
         )
+
+
+def _trials_table(
+    title: str, recs: Sequence[Any], metrics: Sequence[str], extra: tuple[str, Any]
+) -> Table:
+    """Trial, validation accuracy, cost ratios to the base, one ``extra`` column, kind."""
+    table = Table(title=title)
+    for col in ("trial", "val accuracy", *(f"{m} ratio" for m in metrics), extra[0], "kind"):
+        table.add_column(col, justify="right")
+    for r in recs:
+        table.add_row(
+            str(r.number),
+            f"{r.val_accuracy:.2%}",
+            *(f"{r.ratios[m]:.3f}" if m in r.ratios else "–" for m in metrics),
+            extra[1](r),
+            r.baseline or "searched",
+        )
+    return table
 
 
 def _write_pareto(cfg: Config, recs: list[Any]) -> list[Any]:
@@ -630,18 +644,14 @@ def cmd_pareto(cfg: Config, args: argparse.Namespace) -> int:
             )
         )
         return 0
-    table = Table(title=f"Pareto front · {cfg.name} · accuracy vs {', '.join(metrics)}")
-    for col in ("trial", "val accuracy", *(f"{m} ratio" for m in shown), "params", "kind"):
-        table.add_column(col, justify="right")
-    for r in front:
-        table.add_row(
-            str(r.number),
-            f"{r.val_accuracy:.2%}",
-            *(f"{r.ratios[m]:.3f}" if m in r.ratios else "–" for m in shown),
-            f"{int(r.costs.get('params', 0)):,}",
-            r.baseline or "searched",
+    console.print(
+        _trials_table(
+            f"Pareto front · {cfg.name} · accuracy vs {', '.join(metrics)}",
+            front,
+            shown,
+            ("params", lambda r: f"{int(r.costs.get('params', 0)):,}"),
         )
-    console.print(table)
+    )
     png, html = pareto_paths(cfg)
     console.print(
         f"{len(front)} of {len(recs)} trials on the front; wrote {png} and {html}", soft_wrap=True

@@ -56,11 +56,10 @@ def prepare_study(ctx: TrialContext, sampler_name: str) -> tuple[optuna.Study, l
     """Open (or resume) the study with a pinned sampler; enqueue uniform baselines once."""
     cfg = ctx.cfg
     n_obj = 1 + len(cfg.search.objectives)
-    probe = open_study(cfg)  # the number of trials so far seeds the sampler below
+    study = open_study(cfg, pruner=make_pruner(cfg.search.pruner, n_obj))
     # A resumed search must not replay the proposals it already made: offset the seed.
-    seed = cfg.search.seed + len(probe.trials)
-    sampler = make_sampler(sampler_name, seed, ctx.space, n_obj)
-    study = open_study(cfg, sampler, make_pruner(cfg.search.pruner, n_obj))
+    seed = cfg.search.seed + len(study.get_trials(deepcopy=False))
+    study.sampler = make_sampler(sampler_name, seed, ctx.space, n_obj)
     recovered = recover_interrupted(study)
     register_worker(study)
     if "base_costs" not in study.user_attrs:

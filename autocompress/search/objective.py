@@ -47,7 +47,12 @@ class TrialContext:
 
     @property
     def needs_latency(self) -> bool:
-        return "latency_ms" in self.cfg.budget or "latency_ms" in self.cfg.search.objectives
+        return needs_latency(self.cfg)
+
+
+def needs_latency(cfg: Config) -> bool:
+    """Latency is measured per trial only when it is budgeted or an objective."""
+    return "latency_ms" in cfg.budget or "latency_ms" in cfg.search.objectives
 
 
 @dataclass(frozen=True)
@@ -70,9 +75,8 @@ def make_context(
     base_costs: dict[str, float] = dict(
         compute_costs(profile, Policy(profile.model), cfg.compress.round_to).as_dict()
     )
-    ctx = TrialContext(cfg, splits, base, profile, space, Budget({}, {}), base_costs)
-    if ctx.needs_latency:
-        base_costs["latency_ms"] = model_latency(ctx, base.model)
+    if needs_latency(cfg):
+        base_costs["latency_ms"] = model_latency(cfg, profile.input_shape, base.model)
     return TrialContext(
         cfg, splits, base, profile, space, resolve_budget(cfg.budget, base_costs), base_costs
     )
@@ -91,15 +95,15 @@ def latency_setup(cfg: Config) -> dict[str, Any]:
     }
 
 
-def model_latency(ctx: TrialContext, model: torch.nn.Module) -> float:
+def model_latency(cfg: Config, input_shape: tuple[int, ...], model: torch.nn.Module) -> float:
     """Median CPU milliseconds of the float execution at the configured batch and threads."""
     return measure_latency(
         folded(model, float_inputs=True),
-        ctx.profile.input_shape,
-        batch=ctx.cfg.search.latency_batch,
+        input_shape,
+        batch=cfg.search.latency_batch,
         repeats=LATENCY_REPEATS,
         warmup=LATENCY_WARMUP,
-        threads=ctx.cfg.search.latency_threads,
+        threads=cfg.search.latency_threads,
     )
 
 
@@ -151,7 +155,7 @@ def _evaluate(
     )
     lap("apply")
     if ctx.needs_latency:
-        costs["latency_ms"] = model_latency(ctx, model)
+        costs["latency_ms"] = model_latency(cfg, ctx.profile.input_shape, model)
         lap("latency")
         if not ctx.budget.holds(costs):
             return _infeasible(ctx, policy, costs, projected, timings)

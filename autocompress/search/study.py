@@ -205,7 +205,3 @@ def records(study: optuna.Study) -> list[TrialRecord]:
             )
         )
     return out
-
-
-def run_config_path(run_dir: Path) -> Path:
-    return run_dir / "config.yaml"
