@@ -30,7 +30,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         if hasattr(args, "run_dir"):
-            cfg = _run_config(args.run_dir, [*_flag_overrides(args), *args.set])
+            cfg = _run_config(args.run_dir, [*_flag_overrides(args), *args.set], args.study)
         else:
             cfg = load_config(args.config, [*_flag_overrides(args), *args.set])
         if cfg.train.threads:
@@ -99,6 +99,7 @@ def _parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help, description=help)
         p.add_argument("run_dir", type=Path, help="run directory of a search, e.g. runs/NAME")
         p.add_argument("--storage", help="Optuna storage URL, if not the run's study.db")
+        p.add_argument("--study", help="a study searched with search.study=NAME in this run")
         p.add_argument(
             "--set", action="append", default=[], metavar="KEY=VALUE", help=argparse.SUPPRESS
         )
@@ -148,14 +149,19 @@ def _flag_overrides(args: argparse.Namespace) -> list[str]:
     return items
 
 
-def _run_config(run_dir: Path, overrides: list[str]) -> Config:
+def _run_config_name(study: str | None) -> str:
+    """``config.yaml`` for the run's own study, ``config-<study>.yaml`` for the others."""
+    return "config.yaml" if study is None else f"config-{study}.yaml"
+
+
+def _run_config(run_dir: Path, overrides: list[str], study: str | None = None) -> Config:
     """The config a search ran with (``RUN_DIR/config.yaml``), located at ``run_dir``."""
-    path = run_dir / "config.yaml"
+    path = run_dir / _run_config_name(study)
     if not path.is_file():
         from autocompress.errors import ConfigError
 
         raise ConfigError(
-            "RUN_DIR", str(run_dir), "a run directory holding config.yaml (made by `search`)"
+            "RUN_DIR", str(run_dir), f"a run directory holding {path.name} (made by `search`)"
         )
     name = run_dir.resolve().name
     root = str(run_dir.resolve().parent)
@@ -310,7 +316,8 @@ def _print_report(report: dict[str, Any], title: str) -> None:
 
 def _write_run_config(cfg: Config) -> None:
     cfg.run_dir.mkdir(parents=True, exist_ok=True)
-    (cfg.run_dir / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+    path = cfg.run_dir / _run_config_name(cfg.search.study)
+    path.write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -29,7 +29,7 @@ def main() -> None:
     parser.add_argument("run_dir", type=Path)
     parser.add_argument("--study", help="study name, if not the run's")
     args = parser.parse_args()
-    cfg = _run_config(args.run_dir, [f"search.study={args.study}"] if args.study else [])
+    cfg = _run_config(args.run_dir, [], args.study)
     trials = [
         t
         for t in load_study(cfg).get_trials(deepcopy=False)

@@ -107,6 +107,19 @@ def test_rerun_resumes_up_to_the_requested_trials(write_config, tmp_path) -> Non
     assert len(study_of(run_dir).get_trials()) == 5
 
 
+def test_a_second_study_in_the_run_leaves_the_first_one_in_place(write_config, tmp_path, capsys):
+    config = write_config({**SEARCH, "search": {"trials": 2, "uniform": 1}})
+    run_dir = tmp_path / "runs" / "digits-test"
+    assert main(["search", str(config)]) == 0
+    assert main(["search", str(config), "--trials", "1", "--set", "search.study=other"]) == 0
+    capsys.readouterr()
+    assert main(["pareto", str(run_dir), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["trials"] == 2
+    assert main(["pareto", str(run_dir), "--study", "other", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["trials"] == 1
+    assert (run_dir / "pareto-other.png").is_file() and (run_dir / "config-other.yaml").is_file()
+
+
 def test_multi_objective_front_over_two_costs(write_config, tmp_path, capsys) -> None:
     config = write_config(
         {
