@@ -209,6 +209,18 @@ class SearchConfig:
     rl_warmup: int = _check(lambda n: n >= 0, "an integer >= 0", 10)
     latency_batch: int = _check(_positive, "an integer > 0", 64)
     latency_threads: int = _check(_positive, "an integer > 0", 1)
+    # seconds between a worker's heartbeats on a database storage; a RUNNING trial silent for
+    # twice as long belongs to a dead worker and is retried (0: no heartbeats)
+    heartbeat: int = _check(lambda n: n >= 0, "an integer >= 0 (seconds; 0 turns it off)", 30)
+    # where trials run: this process ("local"), or Ray Tune trials on a local or existing cluster
+    backend: Literal["local", "ray"] = "local"
+    workers: int = _check(_positive, "an integer > 0 (concurrent Ray trials)", 1)
+    ray_address: str | None = None  # None: start a local Ray runtime with workers × cpus
+    scheduler: Literal["fifo", "asha"] = "fifo"  # asha: stop poor fine-tunes early (Ray)
+    cpus_per_trial: int | None = _check(
+        _positive, "an integer > 0, or null for the cores divided by the workers", None
+    )
+    gpus_per_trial: float = _check(lambda x: 0 <= x, "a number >= 0 (fractions share a GPU)", 0.0)
 
 
 @dataclass(frozen=True)

@@ -10,11 +10,13 @@ from __future__ import annotations
 import math
 import time
 import warnings
+import zlib
 from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
 import optuna
+from optuna.storages._heartbeat import get_heartbeat_thread
 from optuna.trial import FrozenTrial, TrialState
 
 from autocompress.errors import AutocompressError
@@ -27,6 +29,8 @@ from autocompress.search.objective import (
 from autocompress.search.rl import AgentConfig, RLController
 from autocompress.search.samplers import distributions, make_pruner, make_sampler
 from autocompress.search.study import (
+    is_shared,
+    is_surplus,
     open_study,
     recover_interrupted,
     register_worker,
@@ -40,6 +44,8 @@ optuna.logging.set_verbosity(optuna.logging.WARNING)
 # Constraints are recorded for every sampler (tables and plots read them); CMA-ES and random
 # search ignore them by design, which Optuna would otherwise repeat after every trial.
 warnings.filterwarnings("ignore", message="Constraints have been set, but")
+# Heartbeats are recorded by the loop itself around each trial (see run_search).
+warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used")
 
 
 def make_controller(ctx: TrialContext, sampler_name: str) -> RLController | None:
@@ -52,26 +58,40 @@ def make_controller(ctx: TrialContext, sampler_name: str) -> RLController | None
     return RLController(ctx.space, ctx.budget, path, cfg.search.seed, cfg.search.rl_reward, agent)
 
 
+INIT_WAIT_S = 120  # how long a worker waits for the one that created the study to set it up
+
+
 def prepare_study(ctx: TrialContext, sampler_name: str) -> tuple[optuna.Study, list[int]]:
-    """Open (or resume) the study with a pinned sampler; enqueue uniform baselines once."""
+    """Open (or resume) the study with a pinned sampler; enqueue uniform baselines once.
+
+    Of several workers started together on a new study, the one that created it stores the
+    base costs and enqueues the baselines; the others wait until it has.
+    """
     cfg = ctx.cfg
     n_obj = 1 + len(cfg.search.objectives)
-    study = open_study(cfg, pruner=make_pruner(cfg.search.pruner, n_obj))
-    # A resumed search must not replay the proposals it already made: offset the seed.
+    study, created = open_study(cfg, pruner=make_pruner(cfg.search.pruner, n_obj))
+    # A resumed search must not replay the proposals it already made: offset the seed; workers
+    # sharing a study must not make the same proposals either: offset it by the worker too.
     seed = cfg.search.seed + len(study.get_trials(deepcopy=False))
+    if is_shared(cfg):
+        seed += zlib.crc32(worker_id().encode()) % 1_000_003
     study.sampler = make_sampler(sampler_name, seed, ctx.space, n_obj)
     recovered = recover_interrupted(study)
     register_worker(study)
-    if "base_costs" not in study.user_attrs:
+    if not created:
+        deadline = time.monotonic() + INIT_WAIT_S
+        while "knobs" not in study.user_attrs and time.monotonic() < deadline:
+            time.sleep(0.5)
+    if "knobs" not in study.user_attrs:  # new, or its creator stopped before setting it up
         study.set_user_attr("base_costs", dict(ctx.base_costs))
-        study.set_user_attr("knobs", [k.name for k in ctx.space.knobs])
         if ctx.needs_latency:
             study.set_user_attr("latency", latency_setup(cfg))
         for params in uniform_baselines(ctx.space, ctx.budget, cfg.search.uniform):
             position = ctx.space.positions(params)
             t = sum(position.values()) / max(len(position), 1)
             study.enqueue_trial(params, user_attrs={"baseline": f"uniform {t:.3f}"})
-    elif study.user_attrs.get("knobs") != [k.name for k in ctx.space.knobs]:
+        study.set_user_attr("knobs", [k.name for k in ctx.space.knobs])  # last: "set up"
+    elif study.user_attrs["knobs"] != [k.name for k in ctx.space.knobs]:
         raise AutocompressError(
             f"the study '{study_name(cfg)}' was made with another search space: use another name "
             "(or delete the run's study.db) to search this one"
@@ -102,16 +122,18 @@ def run_search(
         trial = study.ask(dists)
         trial.set_user_attr("worker", worker_id())
         ask_s = time.perf_counter() - started
+        if is_surplus(study, trial.number, n_trials):  # another worker took the last trial
+            _give_back(study, trial, "surplus", f"surplus: the study reached {n_trials} trials")
+            break
+        heartbeat = get_heartbeat_thread(trial._trial_id, study._storage)
+        heartbeat.start()
         try:
             result = evaluate_params(ctx, trial.params, _reporter(trial))
         except KeyboardInterrupt:
-            trial.set_user_attr("interrupted", True)
-            trial.set_user_attr("fail_reason", "interrupted: Ctrl-C")
-            study.tell(trial, state=TrialState.FAIL)
-            baseline = trial.user_attrs.get("baseline")
-            attrs = {"retry_of": trial.number, **({"baseline": baseline} if baseline else {})}
-            study.enqueue_trial(trial.params, user_attrs=attrs)
+            _give_back(study, trial, "interrupted", "interrupted: Ctrl-C", retry=True)
             raise
+        finally:
+            heartbeat.join()
         frozen = _tell(ctx, study, trial, result, started, ask_s)
         if controller is not None and "rl_episode" in frozen.user_attrs:
             accuracy = result.val_accuracy if result.feasible else 0.0
@@ -119,6 +141,20 @@ def run_search(
             controller.observe(int(frozen.user_attrs["rl_episode"]), accuracy, macs)
         if on_trial is not None:
             on_trial(frozen)
+
+
+def _give_back(
+    study: optuna.Study, trial: optuna.Trial, flag: str, reason: str, retry: bool = False
+) -> None:
+    """Fail a trial that will not be run to its end; queue its params again if they were
+    queued (a baseline, a retry, an RL episode) or if ``retry``."""
+    trial.set_user_attr(flag, True)
+    trial.set_user_attr("fail_reason", reason)
+    study.tell(trial, state=TrialState.FAIL)
+    queued = {k: v for k, v in trial.user_attrs.items() if k in ("baseline", "rl_episode")}
+    if retry or queued or "retry_of" in trial.user_attrs:
+        retry_of = trial.user_attrs.get("retry_of", trial.number) if not retry else trial.number
+        study.enqueue_trial(trial.params, user_attrs={**queued, "retry_of": retry_of})
 
 
 def _reporter(trial: optuna.Trial) -> Callable[[int, float], bool]:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import optuna
+from optuna.storages._heartbeat import is_heartbeat_enabled
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
@@ -26,10 +27,49 @@ STALE_WITHOUT_WORKER_S = 120  # a RUNNING trial that never named its worker is d
 
 
 def storage_url(cfg: Config) -> str:
-    """``search.storage``, or a SQLite file ``study.db`` in the run directory."""
-    if cfg.search.storage:
-        return cfg.search.storage
-    return f"sqlite:///{(cfg.run_dir / 'study.db').resolve()}"
+    """Where the study lives, as printed and as ``--storage`` takes it.
+
+    ``search.storage``: unset for a SQLite file ``study.db`` in the run directory; ``journal``
+    for a journal file ``study.journal`` there (many worker processes on one machine);
+    ``journal:PATH`` for a journal file elsewhere; any SQLAlchemy URL otherwise (PostgreSQL for
+    workers on several machines, e.g. ``postgresql://user:pw@host/db``).
+    """
+    spec = cfg.search.storage
+    if not spec:
+        return f"sqlite:///{(cfg.run_dir / 'study.db').resolve()}"
+    if spec == "journal":
+        return f"journal:{(cfg.run_dir / 'study.journal').resolve()}"
+    return spec
+
+
+def make_storage(cfg: Config) -> optuna.storages.BaseStorage:
+    """The Optuna storage of :func:`storage_url`; database storages record heartbeats.
+
+    A worker records a heartbeat every ``search.heartbeat`` seconds while it runs a trial;
+    a RUNNING trial whose heartbeat is older than twice that is failed and retried by the
+    next worker that starts a trial, on any machine (see :func:`recover_interrupted`).
+    """
+    url = storage_url(cfg)
+    try:
+        if url.startswith("journal:"):
+            path = Path(url.removeprefix("journal:")).expanduser()
+            path.parent.mkdir(parents=True, exist_ok=True)
+            backend = optuna.storages.journal.JournalFileBackend(str(path))
+            return optuna.storages.JournalStorage(backend)
+        if "://" not in url:
+            raise ValueError(
+                "search.storage is 'journal', 'journal:PATH' or a database URL such as "
+                "sqlite:///PATH or postgresql://user:password@host/db"
+            )
+        with warnings.catch_warnings():  # heartbeats are marked experimental in Optuna
+            warnings.simplefilter("ignore")
+            return optuna.storages.RDBStorage(
+                url,
+                heartbeat_interval=cfg.search.heartbeat or None,
+                grace_period=2 * cfg.search.heartbeat or None,
+            )
+    except (ImportError, ValueError, OSError, optuna.exceptions.OptunaError) as exc:
+        raise AutocompressError(f"cannot open the study at {url}: {exc}") from None
 
 
 def study_name(cfg: Config) -> str:
@@ -49,45 +89,47 @@ def directions(cfg: Config) -> list[StudyDirection]:
 
 def open_study(
     cfg: Config, sampler: optuna.samplers.BaseSampler | None = None, pruner: Any = None
-) -> optuna.Study:
-    """Create the study, or load it to resume; its objectives must match the config's."""
+) -> tuple[optuna.Study, bool]:
+    """Create the study, or load it to resume; its objectives must match the config's.
+
+    Returns the study and whether this call created it: of several workers started at once
+    on a new study, exactly one creates it (and so initialises it).
+    """
     cfg.run_dir.mkdir(parents=True, exist_ok=True)
+    storage = make_storage(cfg)
     url = storage_url(cfg)
+    kwargs: dict[str, Any] = {"study_name": study_name(cfg), "storage": storage}
     try:
-        storage = optuna.storages.RDBStorage(url) if "://" in url else url
         study = optuna.create_study(
-            study_name=study_name(cfg),
-            storage=storage,
-            sampler=sampler,
-            pruner=pruner,
-            directions=directions(cfg),
-            load_if_exists=True,
+            **kwargs, sampler=sampler, pruner=pruner, directions=directions(cfg)
         )
+        created = True
+    except optuna.exceptions.DuplicatedStudyError:
+        study, created = optuna.load_study(**kwargs, sampler=sampler, pruner=pruner), False
     except (ImportError, ValueError, optuna.exceptions.OptunaError) as exc:
         raise AutocompressError(f"cannot open the study at {url}: {exc}") from None
     wanted = ["accuracy", *cfg.search.objectives]
-    names = study.user_attrs.get("objectives")
-    if names is None:
+    if created:
         study.set_user_attr("objectives", wanted)
         with warnings.catch_warnings():  # experimental in Optuna; labels the dashboard's axes
             warnings.simplefilter("ignore")
             study.set_metric_names(["val_accuracy", *(f"{m}_ratio" for m in wanted[1:])])
-    elif names != wanted:
+    elif len(study.directions) != len(wanted) or study.user_attrs.get("objectives", wanted) != wanted:
+        names = study.user_attrs.get("objectives", f"{len(study.directions)} objectives")
         raise AutocompressError(
             f"the study '{study_name(cfg)}' in {url} optimises {names}, this config {wanted}: "
             "use another name, or restore search.objectives"
         )
-    return study
+    return study, created
 
 
 def load_study(cfg: Config) -> optuna.Study:
     """An existing study, for reading (pareto, export)."""
-    url = storage_url(cfg)
     try:
-        return optuna.load_study(study_name=study_name(cfg), storage=url)
+        return optuna.load_study(study_name=study_name(cfg), storage=make_storage(cfg))
     except KeyError:
         raise AutocompressError(
-            f"no study '{study_name(cfg)}' in {url}: run `autocompress search` first"
+            f"no study '{study_name(cfg)}' in {storage_url(cfg)}: run `autocompress search` first"
         ) from None
 
 
@@ -116,34 +158,45 @@ def _dead(worker: str, host: str) -> bool:
 
 
 def recover_interrupted(study: optuna.Study) -> list[int]:
-    """Fail trials left RUNNING by a dead process on this machine, and queue them again.
+    """Fail trials left RUNNING by a dead worker, and queue them again.
 
     A search killed with SIGKILL (or a power cut) leaves its trial RUNNING: on resume it is
     marked FAIL with ``interrupted`` set, so it does not count toward the trial budget, and
-    its params are enqueued so the same candidate is evaluated again. A trial killed before
-    it named its worker is dead if every worker registered in the study is a dead process of
-    this machine (else after ``STALE_WITHOUT_WORKER_S``). Returns the failed trials' numbers.
+    its params are enqueued so the same candidate is evaluated again. A worker is dead if it
+    ran on this machine and its process is gone, or, on a database storage, if its trial's
+    heartbeat is older than the grace period (workers on other machines). A trial killed
+    before it named its worker is dead if every worker registered in the study is a dead
+    process of this machine (else after ``STALE_WITHOUT_WORKER_S``). Of several workers
+    recovering at once, one fails and requeues each trial. Returns the failed trials' numbers.
     """
     host = socket.gethostname()
     now = datetime.datetime.now()
     storage = study._storage
+    stale: set[int] = set()
+    if is_heartbeat_enabled(storage):
+        stale = set(storage._get_stale_trial_ids(study._study_id))  # type: ignore[attr-defined]
     workers = [k.partition(":")[2] for k in study.user_attrs if k.startswith("worker:")]
     all_dead = all(_dead(w, host) for w in workers if w != worker_id())
     failed = []
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         worker = trial.user_attrs.get("worker")
-        if worker is not None:
+        if trial._trial_id in stale:
+            dead = True
+        elif worker is not None:
             dead = _dead(str(worker), host)
         else:
             age = (now - (trial.datetime_start or now)).total_seconds()
             dead = all_dead or age > STALE_WITHOUT_WORKER_S
         if not dead:
             continue
-        storage.set_trial_user_attr(trial._trial_id, "interrupted", True)
-        storage.set_trial_user_attr(
-            trial._trial_id, "fail_reason", "interrupted: the process running it stopped"
-        )
-        storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+        try:
+            storage.set_trial_user_attr(trial._trial_id, "interrupted", True)
+            storage.set_trial_user_attr(
+                trial._trial_id, "fail_reason", "interrupted: the process running it stopped"
+            )
+            storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+        except optuna.exceptions.UpdateFinishedTrialError:
+            continue  # another worker recovered it first
         if trial.params:  # killed after sampling: evaluate the same candidate again
             retry_attrs = {k: v for k, v in trial.user_attrs.items() if k == "baseline"}
             study.enqueue_trial(trial.params, user_attrs={**retry_attrs, "retry_of": trial.number})
@@ -152,16 +205,32 @@ def recover_interrupted(study: optuna.Study) -> list[int]:
 
 
 def counts_toward_budget(trial: FrozenTrial) -> bool:
-    """Finished trials count (failures included); interrupted ones are retried instead."""
+    """Finished trials count (failures included); interrupted ones are retried instead, and
+    surplus ones (asked by a worker as another filled the study) were never run."""
     if trial.state == TrialState.RUNNING:
         return True  # another live worker's trial
     if trial.state == TrialState.FAIL:
-        return not trial.user_attrs.get("interrupted", False)
+        return not (trial.user_attrs.get("interrupted") or trial.user_attrs.get("surplus"))
     return trial.state in (TrialState.COMPLETE, TrialState.PRUNED)
 
 
 def trials_done(study: optuna.Study) -> int:
     return sum(counts_toward_budget(t) for t in study.get_trials(deepcopy=False))
+
+
+def is_surplus(study: optuna.Study, number: int, n_trials: int) -> bool:
+    """Whether trial ``number`` would make the study exceed ``n_trials``.
+
+    Workers sharing a study each check the count before asking, so two of them can ask for
+    the last trial at once: the one with the lower number runs, the other is surplus.
+    """
+    counted = sorted(t.number for t in study.get_trials(deepcopy=False) if counts_toward_budget(t))
+    return number not in counted[:n_trials]
+
+
+def is_shared(cfg: Config) -> bool:
+    """Whether the storage is made for several workers (anything but the run's SQLite file)."""
+    return bool(cfg.search.storage)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,133 @@
+"""Several `autocompress search` processes on one study: a journal file, and a real PostgreSQL.
+
+The PostgreSQL tests need a server: `.ci/start-postgres` installs and starts one and prints its
+URL, which the tests read from ``AUTOCOMPRESS_TEST_POSTGRES`` (`.ci/run` sets it, and sets
+``AUTOCOMPRESS_REQUIRE_POSTGRES=1`` so that a missing server fails CI instead of skipping).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import uuid
+from collections import Counter
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from autocompress.cli import main
+from autocompress.config import load_config
+from autocompress.search.study import counts_toward_budget, make_storage, recover_interrupted
+
+ROOT = Path(__file__).resolve().parents[2]
+TRIALS = 10
+SHARED = {
+    "finetune": {"steps": 12, "lr": 0.01},
+    "space": {"rules": [{"prune": [0.0, 0.8]}, {"types": ["conv"], "w_bits": [4, 8, 32]}]},
+    "budget": {"macs": "60%"},
+    "search": {"trials": TRIALS, "uniform": 2, "pruner": "none", "heartbeat": 2},
+}
+
+
+def postgres_url() -> str:
+    url = os.environ.get("AUTOCOMPRESS_TEST_POSTGRES")
+    if not url:
+        if os.environ.get("AUTOCOMPRESS_REQUIRE_POSTGRES"):
+            pytest.fail("AUTOCOMPRESS_TEST_POSTGRES is not set: run .ci/start-postgres")
+        pytest.skip("no PostgreSQL server: set AUTOCOMPRESS_TEST_POSTGRES (.ci/start-postgres)")
+    return url
+
+
+def storage_for(kind: str) -> str:
+    return "journal" if kind == "journal" else postgres_url()
+
+
+def start_worker(config: Path, study: str, storage: str) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [
+            *(sys.executable, "-m", "autocompress", "search", str(config)),
+            *("--storage", storage, "--set", f"search.study={study}", "--set", "train.threads=1"),
+        ],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+
+
+@pytest.mark.parametrize("kind", ["journal", "postgres"])
+def test_two_workers_share_one_study_without_losing_or_duplicating(
+    kind, write_config, tmp_path, capsys
+) -> None:
+    storage = storage_for(kind)
+    config = write_config(SHARED)
+    assert main(["train", str(config)]) == 0  # both workers then read the cached base model
+    study_name = f"workers-{uuid.uuid4().hex[:8]}"  # a fresh study in a shared database
+    workers = [start_worker(config, study_name, storage) for _ in range(2)]
+    for proc in workers:
+        _, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0, err.decode()
+
+    cfg = load_config(config, [f"search.study={study_name}", f"search.storage={storage}"])
+    study = optuna.load_study(study_name=study_name, storage=make_storage(cfg))
+    trials = study.get_trials()
+    assert not [t.number for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]
+    counted = [t for t in trials if counts_toward_budget(t)]
+    assert len(counted) == TRIALS
+    ids = [t._trial_id for t in trials]
+    assert len(set(ids)) == len(ids) and sorted(t.number for t in trials) == list(
+        range(len(trials))
+    )
+    # every counted trial ran to its end on one of the two workers, each candidate once
+    assert all(t.state == TrialState.COMPLETE for t in counted), [t.state for t in counted]
+    assert len({t.user_attrs["worker"] for t in counted}) == 2
+    params = [tuple(sorted(t.params.items())) for t in counted]
+    assert len(set(params)) == TRIALS
+    # the uniform baselines were enqueued once (by the worker that created the study), run once
+    baselines = Counter(t.user_attrs["baseline"] for t in counted if "baseline" in t.user_attrs)
+    assert len(baselines) == 2 and set(baselines.values()) == {1}
+    # any trial beyond the count was given back unrun, never fine-tuned
+    for t in trials:
+        if t not in counted:
+            assert t.user_attrs.get("surplus") and "finetune" not in t.user_attrs.get("timings", {})
+
+    run_dir = tmp_path / "runs" / "digits-test"
+    args = ["--storage", storage, "--study", study_name, "--json"]
+    assert main(["pareto", str(run_dir), *args]) == 0
+    assert f'"trials": {TRIALS}' in capsys.readouterr().out
+
+
+def test_a_silent_worker_elsewhere_is_failed_by_its_heartbeat(write_config) -> None:
+    """A trial whose worker (on another machine) stopped heartbeating is failed and retried;
+    a trial whose heartbeat goes on is left alone."""
+    storage = postgres_url()
+    config = write_config(SHARED)
+    study_name = f"heartbeat-{uuid.uuid4().hex[:8]}"
+    cfg = load_config(config, [f"search.study={study_name}", f"search.storage={storage}"])
+    study = optuna.create_study(study_name=study_name, storage=make_storage(cfg))
+    dist = optuna.distributions.FloatDistribution(0.0, 1.0)
+
+    silent = study.ask({"x": dist})
+    silent.set_user_attr("worker", "another-machine:4242")
+    study._storage.record_heartbeat(silent._trial_id)  # type: ignore[attr-defined]
+    alive = study.ask({"x": dist})
+    alive.set_user_attr("worker", "another-machine:4343")
+    thread = optuna.storages._heartbeat.get_heartbeat_thread(alive._trial_id, study._storage)
+    thread.start()
+    try:
+        assert recover_interrupted(study) == []  # within the grace period (2 × 2 s)
+        time.sleep(5)
+        assert recover_interrupted(study) == [silent.number]
+    finally:
+        thread.join()
+    after = {t.number: t for t in study.get_trials()}
+    assert after[silent.number].state == TrialState.FAIL
+    assert after[silent.number].user_attrs["interrupted"]
+    assert after[alive.number].state == TrialState.RUNNING
+    retry = [t for t in after.values() if t.user_attrs.get("retry_of") == silent.number]
+    assert len(retry) == 1 and retry[0].state == TrialState.WAITING
+    assert retry[0].system_attrs["fixed_params"] == silent.params
