@@ -7,6 +7,7 @@ before anything is written; :func:`main` returns the exit status so tests call i
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from collections.abc import Mapping, Sequence
@@ -92,7 +93,16 @@ def _parser() -> argparse.ArgumentParser:
     p = command("search", "search per-layer policies under the budget (resumes if re-run)")
     p.add_argument("--trials", type=int, help="total trials in the study (search.trials)")
     p.add_argument("--sampler", help="tpe, nsga2, gp, cmaes, random or rl (search.sampler)")
-    p.add_argument("--storage", help="Optuna storage URL (default: SQLite study.db in the run)")
+    p.add_argument(
+        "--storage",
+        help="journal, journal:PATH or a database URL (default: SQLite study.db in the run)",
+    )
+    p.add_argument("--backend", choices=["local", "ray"], help="where trials run (search.backend)")
+    p.add_argument("--workers", type=int, help="concurrent Ray trials (search.workers)")
+    p.add_argument("--ray-address", help="an existing Ray cluster (default: start a local one)")
+    p.add_argument("--scheduler", choices=["fifo", "asha"], help="Ray trial scheduler")
+    p.add_argument("--cpus-per-trial", type=int, help="default: the cores shared by the workers")
+    p.add_argument("--gpus-per-trial", type=float, help="fractions share a GPU (default 0)")
     p.set_defaults(func=cmd_search)
 
     def on_run(name: str, help: str) -> argparse.ArgumentParser:
@@ -142,6 +152,12 @@ def _flag_overrides(args: argparse.Namespace) -> list[str]:
         ("trials", "search.trials"),
         ("sampler", "search.sampler"),
         ("storage", "search.storage"),
+        ("backend", "search.backend"),
+        ("workers", "search.workers"),
+        ("ray_address", "search.ray_address"),
+        ("scheduler", "search.scheduler"),
+        ("cpus_per_trial", "search.cpus_per_trial"),
+        ("gpus_per_trial", "search.gpus_per_trial"),
     ):
         value = getattr(args, flag, None)
         if value is not None:
@@ -435,7 +451,7 @@ def cmd_search(cfg: Config, args: argparse.Namespace) -> int:
 
     from autocompress.search.loop import make_controller, prepare_study, run_search
     from autocompress.search.objective import make_context
-    from autocompress.search.study import records, storage_url, trials_done
+    from autocompress.search.study import records, storage_url, trials_done, worker_id
     from autocompress.spaces import build_space
 
     splits, base, profile = _prepare(cfg)
@@ -464,6 +480,18 @@ def cmd_search(cfg: Config, args: argparse.Namespace) -> int:
             soft_wrap=True,
         )
     console.print(f"study: {storage_url(cfg)}", soft_wrap=True)
+    if cfg.search.backend == "ray":
+        from autocompress.search.ray_runner import init_ray, run_ray_search
+
+        ray_setup = init_ray(cfg)
+        study.set_user_attr(f"ray:{worker_id()}", dataclasses.asdict(ray_setup))
+        console.print(
+            f"Ray ({ray_setup.address}, started in {ray_setup.startup_s:.1f}s): "
+            f"{ray_setup.workers} concurrent trials × {ray_setup.cpus_per_trial} CPU"
+            + (f" + {ray_setup.gpus_per_trial:g} GPU" if ray_setup.gpus_per_trial else "")
+            + f", scheduler {ray_setup.scheduler}",
+            soft_wrap=True,
+        )
     if done:
         console.print(f"resuming: {done} of {n} trials already in the study")
     if controller is not None:
@@ -505,8 +533,14 @@ def cmd_search(cfg: Config, args: argparse.Namespace) -> int:
             progress.console.print(_trial_line(trial, ctx.base_costs), soft_wrap=True)
 
         try:
-            run_search(ctx, study, n, on_trial, controller)
+            if cfg.search.backend == "ray":
+                finished = run_ray_search(ctx, study, n, on_trial)
+            else:
+                run_search(ctx, study, n, on_trial, controller)
+                finished = True
         except KeyboardInterrupt:
+            finished = False
+        if not finished:
             progress.stop()
             console.print(
                 f"interrupted: {trials_done(study)} finished trials are kept in the study; "

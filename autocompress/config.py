@@ -220,7 +220,7 @@ class SearchConfig:
     cpus_per_trial: int | None = _check(
         _positive, "an integer > 0, or null for the cores divided by the workers", None
     )
-    gpus_per_trial: float = _check(lambda x: 0 <= x, "a number >= 0 (fractions share a GPU)", 0.0)
+    gpus_per_trial: float = _check(lambda x: x >= 0, "a number >= 0 (fractions share a GPU)", 0.0)
 
 
 @dataclass(frozen=True)

@@ -123,18 +123,18 @@ def run_search(
         trial.set_user_attr("worker", worker_id())
         ask_s = time.perf_counter() - started
         if is_surplus(study, trial.number, n_trials):  # another worker took the last trial
-            _give_back(study, trial, "surplus", f"surplus: the study reached {n_trials} trials")
+            give_back(study, trial, "surplus", f"surplus: the study reached {n_trials} trials")
             break
         heartbeat = get_heartbeat_thread(trial._trial_id, study._storage)
         heartbeat.start()
         try:
             result = evaluate_params(ctx, trial.params, _reporter(trial))
         except KeyboardInterrupt:
-            _give_back(study, trial, "interrupted", "interrupted: Ctrl-C", retry=True)
+            give_back(study, trial, "interrupted", "interrupted: Ctrl-C", retry=True)
             raise
         finally:
             heartbeat.join()
-        frozen = _tell(ctx, study, trial, result, started, ask_s)
+        frozen = tell_result(ctx, study, trial, result, started, ask_s)
         if controller is not None and "rl_episode" in frozen.user_attrs:
             accuracy = result.val_accuracy if result.feasible else 0.0
             macs = result.costs.get("macs", ctx.base_costs["macs"])
@@ -143,7 +143,7 @@ def run_search(
             on_trial(frozen)
 
 
-def _give_back(
+def give_back(
     study: optuna.Study, trial: optuna.Trial, flag: str, reason: str, retry: bool = False
 ) -> None:
     """Fail a trial that will not be run to its end; queue its params again if they were
@@ -169,7 +169,7 @@ def _reporter(trial: optuna.Trial) -> Callable[[int, float], bool]:
     return report
 
 
-def _tell(
+def tell_result(
     ctx: TrialContext,
     study: optuna.Study,
     trial: optuna.Trial,

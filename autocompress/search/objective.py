@@ -116,7 +116,7 @@ def evaluate_params(
     policy = Policy(ctx.profile.model)
     try:
         policy = ctx.space.policy(params)
-        return _evaluate(ctx, params, policy, report, timings, clock)
+        return _evaluate(ctx, params, report, timings, clock)
     except Exception as exc:  # a failing candidate is recorded, never the end of the search
         reason = f"{type(exc).__name__}: {exc}".strip()
         last = traceback.extract_tb(exc.__traceback__)[-1:]
@@ -127,7 +127,6 @@ def evaluate_params(
 def _evaluate(
     ctx: TrialContext,
     params: Mapping[str, Any],
-    policy: Policy,
     report: Report | None,
     timings: dict[str, float],
     clock: float,
@@ -139,13 +138,7 @@ def _evaluate(
         clock = now
 
     cfg = ctx.cfg
-    costs = _costs(ctx, policy)
-    projected = False
-    if cfg.search.project and not ctx.budget.holds(costs):
-        moved = project(ctx.space, ctx.budget, params)
-        if moved is not None:
-            policy, projected = ctx.space.policy(moved), True
-            costs = _costs(ctx, policy)
+    policy, costs, projected = price(ctx, params)
     lap("cost")
     if not ctx.budget.holds(costs):  # analytic budget broken: no fine-tune spent on it
         return _infeasible(ctx, policy, costs, projected, timings)
@@ -183,6 +176,35 @@ def _evaluate(
         history=result.history,
         timings=timings,
     )
+
+
+def price(ctx: TrialContext, params: Mapping[str, Any]) -> tuple[Policy, dict[str, float], bool]:
+    """The policy a trial runs, its analytic costs, and whether projection moved it."""
+    policy = ctx.space.policy(params)
+    costs = _costs(ctx, policy)
+    if ctx.cfg.search.project and not ctx.budget.holds(costs):
+        moved = project(ctx.space, ctx.budget, params)
+        if moved is not None:
+            policy = ctx.space.policy(moved)
+            return policy, _costs(ctx, policy), True
+    return policy, costs, False
+
+
+def load_context(cfg: Config, base_costs: Mapping[str, float]) -> TrialContext:
+    """The context of a search, rebuilt from its config in another process (a Ray worker):
+    data, the cached base model, its profile and space; base costs as the search measured."""
+    from autocompress.cost.profile import profile_model
+    from autocompress.data import load_data
+    from autocompress.spaces import build_space
+    from autocompress.train.base import ensure_base
+
+    splits = load_data(cfg.data, seed=cfg.train.seed)
+    base = ensure_base(cfg, splits)
+    name = base.spec.get("name") or base.spec["factory"]
+    profile = profile_model(base.model, splits.input_shape, name)
+    space = build_space(cfg.space, profile, cfg.compress.round_to)
+    budget = resolve_budget(cfg.budget, base_costs)
+    return TrialContext(cfg, splits, base, profile, space, budget, dict(base_costs))
 
 
 def _costs(ctx: TrialContext, policy: Policy) -> dict[str, float]:

@@ -17,6 +17,7 @@ from typing import Any
 
 import optuna
 from optuna.storages._heartbeat import is_heartbeat_enabled
+from optuna.storages.journal import JournalFileBackend
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
@@ -54,7 +55,7 @@ def make_storage(cfg: Config) -> optuna.storages.BaseStorage:
         if url.startswith("journal:"):
             path = Path(url.removeprefix("journal:")).expanduser()
             path.parent.mkdir(parents=True, exist_ok=True)
-            backend = optuna.storages.journal.JournalFileBackend(str(path))
+            backend = JournalFileBackend(str(path))
             return optuna.storages.JournalStorage(backend)
         if "://" not in url:
             raise ValueError(
@@ -114,7 +115,9 @@ def open_study(
         with warnings.catch_warnings():  # experimental in Optuna; labels the dashboard's axes
             warnings.simplefilter("ignore")
             study.set_metric_names(["val_accuracy", *(f"{m}_ratio" for m in wanted[1:])])
-    elif len(study.directions) != len(wanted) or study.user_attrs.get("objectives", wanted) != wanted:
+    elif study.user_attrs.get("objectives", wanted) != wanted or len(study.directions) != len(
+        wanted
+    ):
         names = study.user_attrs.get("objectives", f"{len(study.directions)} objectives")
         raise AutocompressError(
             f"the study '{study_name(cfg)}' in {url} optimises {names}, this config {wanted}: "

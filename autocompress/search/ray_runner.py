@@ -1,0 +1,286 @@
+"""The Ray backend: the same trials run by Ray Tune, recorded in the same Optuna study.
+
+``run_ray_search`` starts (or joins) a Ray runtime and runs a ``Tuner`` whose search algorithm
+is :class:`StudySearcher`, Ray's ``OptunaSearch`` on the search's own study, space and pinned
+sampler: every Tune trial is a trial of the study, with the attributes the embedded loop
+writes, so ``pareto`` and ``export`` read it unchanged. Each Tune trial runs
+:func:`ray_trial` — :func:`~autocompress.search.objective.evaluate_params` in a Ray worker,
+which rebuilds the search context once per worker process — with ``cpus_per_trial`` threads,
+and reports the fine-tune's intermediate scores, so ASHA can stop poor candidates early.
+
+Resuming: the study, not Ray's experiment state, is what counts. A stopped run leaves its
+unfinished trials failed as interrupted (or RUNNING, if the driver was killed: the next run
+fails them) with their params queued again; re-running the command runs what is missing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import os
+import time
+import warnings
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from autocompress.config import Config
+from autocompress.errors import ConfigError
+from autocompress.search.loop import give_back, tell_result
+from autocompress.search.objective import (
+    TrialContext,
+    TrialResult,
+    evaluate_params,
+    load_context,
+    price,
+)
+from autocompress.search.samplers import distributions
+from autocompress.search.study import study_name, trials_done, worker_id
+
+METRIC = "val_accuracy"
+_CONTEXTS: dict[int, TrialContext] = {}  # per Ray worker process: built once, reused
+
+
+@dataclasses.dataclass(frozen=True)
+class RaySetup:
+    """How the Ray run was set up and how long its runtime took to start."""
+
+    address: str  # "local" or the cluster's address
+    workers: int
+    cpus_per_trial: int
+    gpus_per_trial: float
+    scheduler: str
+    startup_s: float
+
+
+def cpus_per_trial(cfg: Config) -> int:
+    """``search.cpus_per_trial``, or this machine's cores shared by the workers."""
+    if cfg.search.cpus_per_trial:
+        return cfg.search.cpus_per_trial
+    return max(1, (os.cpu_count() or 1) // cfg.search.workers)
+
+
+def ray_trial(config: dict[str, Any], cfg: Config, base_costs: dict[str, float], cwd: str) -> None:
+    """One trial in a Ray worker: intermediate scores as results, then the full result."""
+    import torch
+    from ray import tune
+
+    if os.path.isdir(cwd):  # relative data and run paths mean what they mean to the driver
+        os.chdir(cwd)
+    torch.set_num_threads(cpus_per_trial(cfg))
+    key = hash((repr(cfg), tuple(sorted(base_costs.items()))))
+    if key not in _CONTEXTS:
+        _CONTEXTS.clear()
+        _CONTEXTS[key] = load_context(cfg, base_costs)
+
+    def report(step: int, val: float) -> bool:
+        tune.report({METRIC: val, "step": step})
+        return True  # ASHA stops a trial by ending it, not by an answer here
+
+    result = evaluate_params(_CONTEXTS[key], config["params"], report)
+    score = result.val_accuracy if result.val_accuracy is not None else 0.0
+    # one JSON string: Tune flattens nested dicts of results into "a/b" keys
+    tune.report(
+        {
+            METRIC: score,
+            "trial_result": json.dumps(dataclasses.asdict(result)),
+            "ray_worker": worker_id(),  # the Ray worker process that ran it
+        }
+    )
+
+
+def make_searcher(
+    ctx: TrialContext,
+    study: optuna.Study,
+    on_trial: Callable[[FrozenTrial], None] | None,
+) -> Any:
+    """``OptunaSearch`` over the study's space with its sampler, telling our trial records."""
+    from ray.tune.search.optuna import OptunaSearch
+
+    class StudySearcher(OptunaSearch):
+        def __init__(self) -> None:
+            super().__init__(
+                space=distributions(ctx.space),
+                metric=METRIC,
+                mode="max",
+                sampler=study.sampler,
+                study_name=study.study_name,
+                storage=study._storage,
+            )
+            # the same study object: its sampler, pruner and directions
+            self.study = study
+            self._ot_study = study  # type: ignore[assignment]
+            self._started: dict[str, float] = {}
+            self._history: dict[str, list[tuple[int, float]]] = {}
+
+        def suggest(self, trial_id: str) -> dict[str, Any] | None:
+            started = time.perf_counter()
+            super().suggest(trial_id)
+            trial = self._ot_trials[trial_id]
+            trial.set_user_attr("worker", worker_id())  # the driver owns the study's trial
+            self._started[trial_id] = started
+            self._history[trial_id] = []
+            return {"params": dict(trial.params)}
+
+        def on_trial_result(self, trial_id: str, result: dict[str, Any]) -> None:
+            if "trial_result" in result or trial_id in self._completed_trials:
+                return
+            step, val = int(result["step"]), float(result[METRIC])
+            self._history[trial_id].append((step, val))
+            if len(self.study.directions) == 1:
+                self._ot_trials[trial_id].report(val, step)
+
+        def on_trial_complete(
+            self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False
+        ) -> None:
+            if trial_id in self._completed_trials or trial_id not in self._ot_trials:
+                return
+            trial = self._ot_trials[trial_id]
+            outcome = _outcome(ctx, trial.params, result, error, self._history[trial_id])
+            started = self._started.pop(trial_id)
+            if result and "ray_worker" in result:
+                trial.set_user_attr("ray_worker", result["ray_worker"])
+            frozen = tell_result(ctx, self.study, trial, outcome, started, 0.0)
+            self._completed_trials.add(trial_id)
+            if on_trial is not None:
+                on_trial(frozen)
+
+        def unfinished(self) -> list[optuna.Trial]:
+            return [t for i, t in self._ot_trials.items() if i not in self._completed_trials]
+
+        def __reduce__(self) -> tuple[Any, tuple[()]]:
+            # Tune pickles its search algorithm with the experiment state; ours holds the
+            # study and the context, and is never restored from there (see save)
+            return type(None), ()
+
+        def save(self, checkpoint_path: str) -> None:
+            pass  # the study is the state: a resumed search reads it, not a pickle of this
+
+        def restore(self, checkpoint_path: str) -> None:
+            pass
+
+    return StudySearcher()
+
+
+def _outcome(
+    ctx: TrialContext,
+    params: Mapping[str, Any],
+    result: dict[str, Any] | None,
+    error: bool,
+    history: list[tuple[int, float]],
+) -> TrialResult:
+    """The trial's result: as reported, or pruned by the scheduler, or failed in Ray."""
+    if result and "trial_result" in result:
+        fields = json.loads(result["trial_result"])
+        fields["history"] = [tuple(h) for h in fields.get("history", [])]
+        return TrialResult(**fields)
+    policy, costs, projected = price(ctx, params)
+    if error or not history:
+        reason = "the Ray trial failed (its worker raised or died): see the run's ray/ logs"
+        return TrialResult("fail", None, policy.to_dict(), costs, reason=reason)
+    return TrialResult(  # stopped by ASHA after its last intermediate score
+        "pruned",
+        history[-1][1],
+        policy.to_dict(),
+        costs,
+        ctx.budget.violations(costs),
+        True,
+        projected,
+        history=history,
+    )
+
+
+def init_ray(cfg: Config) -> RaySetup:
+    """Start a local Ray runtime sized for the workers, or connect to ``search.ray_address``."""
+    import ray
+
+    os.environ.setdefault("RAY_CHDIR_TO_TRIAL_DIR", "0")
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+    cpus, gpus = cpus_per_trial(cfg), cfg.search.gpus_per_trial
+    started = time.perf_counter()
+    address = cfg.search.ray_address
+    if ray.is_initialized():
+        pass
+    elif address:
+        ray.init(address=address, logging_level=logging.WARNING, log_to_driver=False)
+    else:
+        ray.init(
+            num_cpus=cfg.search.workers * cpus,
+            num_gpus=math.ceil(cfg.search.workers * gpus) if gpus else None,
+            include_dashboard=False,
+            logging_level=logging.WARNING,
+            log_to_driver=False,
+        )
+    startup = time.perf_counter() - started
+    return RaySetup(
+        address or "local", cfg.search.workers, cpus, gpus, cfg.search.scheduler, startup
+    )
+
+
+def run_ray_search(
+    ctx: TrialContext,
+    study: optuna.Study,
+    n_trials: int,
+    on_trial: Callable[[FrozenTrial], None] | None = None,
+) -> bool:
+    """Run the study's missing trials on Ray; False if the run was stopped before the end."""
+    from ray import tune
+    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+
+    cfg = ctx.cfg
+    if cfg.search.sampler == "rl":
+        raise ConfigError(
+            "search.sampler",
+            "rl",
+            "tpe, nsga2, gp, cmaes or random with search.backend ray "
+            "(the RL agent learns from one episode at a time: use search.backend local)",
+        )
+    missing = n_trials - trials_done(study)
+    if missing <= 0:
+        return True
+    searcher = make_searcher(ctx, study, on_trial)
+    scheduler: Any = FIFOScheduler()
+    if cfg.search.scheduler == "asha":
+        scheduler = ASHAScheduler(
+            time_attr="training_iteration",
+            metric=METRIC,
+            mode="max",
+            max_t=10_000,  # more reports than any fine-tune makes: trials end on their own
+            grace_period=2,
+            reduction_factor=3,
+        )
+    resources = {"cpu": cpus_per_trial(cfg), "gpu": cfg.search.gpus_per_trial}
+    trainable = tune.with_resources(
+        tune.with_parameters(ray_trial, cfg=cfg, base_costs=dict(ctx.base_costs), cwd=os.getcwd()),
+        resources,
+    )
+    tuner = tune.Tuner(
+        trainable,
+        tune_config=tune.TuneConfig(
+            search_alg=searcher,
+            scheduler=scheduler,
+            num_samples=missing,
+            max_concurrent_trials=cfg.search.workers,
+            reuse_actors=True,  # a worker keeps its context (data, base model) across trials
+            trial_dirname_creator=lambda trial: f"trial-{trial.trial_id}",
+        ),
+        run_config=tune.RunConfig(
+            name=study_name(cfg),
+            storage_path=str((cfg.run_dir / "ray").resolve()),
+            verbose=0,
+        ),
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        tuner.fit()
+    stopped = searcher.unfinished()
+    for trial in stopped:  # Ctrl-C: Tune ended them before they reported their result
+        state = study._storage.get_trial(trial._trial_id).state
+        if state == TrialState.RUNNING:
+            give_back(study, trial, "interrupted", "interrupted: the Ray run stopped", retry=True)
+    return not stopped
