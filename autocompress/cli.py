@@ -592,6 +592,8 @@ def _search_summary(cfg: Config, recs: list[Any]) -> None:
     states: dict[str, int] = {}
     for r in recs:
         key = "over budget" if r.state == "complete" and not r.feasible else r.state
+        if r.state == "fail" and r.reason and r.reason.startswith(("interrupted", "surplus")):
+            key = r.reason.split(":")[0] + " (retried or not run)"
         states[key] = states.get(key, 0) + 1
     console.print("trials: " + ", ".join(f"{v} {k}" for k, v in sorted(states.items())))
     metrics = front_metrics(cfg)

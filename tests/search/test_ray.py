@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -58,7 +60,7 @@ def test_ray_search_lands_every_trial_in_the_study_and_pareto_export_work(
     runners = {t.user_attrs["ray_worker"] for t in trials}
     assert len(runners) == 2 and all(r.rsplit(":", 1)[1] != str(os.getpid()) for r in runners)
     spans = sorted((t.datetime_start, t.datetime_complete) for t in trials)
-    assert any(b[0] < a[1] for a, b in zip(spans, spans[1:], strict=False))
+    assert any(b[0] < a[1] for a, b in itertools.pairwise(spans))
 
     assert main(["pareto", str(run_dir), "--json"]) == 0
     assert '"trials": 6' in capsys.readouterr().out
@@ -70,9 +72,7 @@ def test_ray_search_lands_every_trial_in_the_study_and_pareto_export_work(
 
 
 def test_asha_stops_poor_fine_tunes_and_records_them_as_pruned(write_config, tmp_path) -> None:
-    config = write_config(
-        {**SEARCH, "search": {"trials": 12, "uniform": 1, "sampler": "random"}}
-    )
+    config = write_config({**SEARCH, "search": {"trials": 12, "uniform": 1, "sampler": "random"}})
     run_dir = tmp_path / "runs" / "digits-test"
     argv = ["search", str(config), "--backend", "ray", "--workers", "2", "--scheduler", "asha"]
     assert main(argv) == 0
@@ -131,3 +131,36 @@ def _trials(run_dir: Path) -> list[optuna.trial.FrozenTrial]:
         return study_of(run_dir).get_trials()
     except KeyError:  # the study is not created yet
         return []
+
+
+def test_search_joins_an_existing_ray_cluster(write_config, tmp_path) -> None:
+    """``--ray-address``: the trials run on a cluster started with ``ray start`` (token
+    authentication: the driver sets RAY_AUTH_MODE=token and reads ~/.ray/auth_token)."""
+    ray_cli = str(Path(sys.executable).parent / "ray")
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "RAY_AUTH_MODE": "token"}
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    head = [ray_cli, "start", "--head", f"--port={port}", "--num-cpus=2", "--disable-usage-stats"]
+    subprocess.run([*head, "--include-dashboard=false"], check=True, capture_output=True, env=env)
+    try:
+        config = write_config({**SEARCH, "search": {"trials": 4, "uniform": 1}})
+        address = f"127.0.0.1:{port}"
+        argv = ["search", str(config), "--backend", "ray", "--workers", "2"]
+        search = subprocess.run(
+            [sys.executable, "-m", "autocompress", *argv, "--ray-address", address],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            timeout=300,
+        )
+        assert search.returncode == 0, search.stderr.decode()[-3000:]
+        assert f"Ray ({address}" in search.stdout.decode()
+        study = study_of(tmp_path / "runs" / "digits-test")
+        trials = study.get_trials()
+        assert len(trials) == 4 and all(t.state == TrialState.COMPLETE for t in trials)
+        [setup] = [v for k, v in study.user_attrs.items() if k.startswith("ray:")]
+        assert setup["address"] == address and setup["workers"] == 2
+        assert len({t.user_attrs["ray_worker"] for t in trials}) == 2
+    finally:
+        subprocess.run([ray_cli, "stop", "--force"], capture_output=True, env=env)

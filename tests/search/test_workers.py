@@ -96,8 +96,8 @@ def test_two_workers_share_one_study_without_losing_or_duplicating(
             assert t.user_attrs.get("surplus") and "finetune" not in t.user_attrs.get("timings", {})
 
     run_dir = tmp_path / "runs" / "digits-test"
-    args = ["--storage", storage, "--study", study_name, "--json"]
-    assert main(["pareto", str(run_dir), *args]) == 0
+    # the run remembers the study's storage: pareto needs only the study's name
+    assert main(["pareto", str(run_dir), "--study", study_name, "--json"]) == 0
     assert f'"trials": {TRIALS}' in capsys.readouterr().out
 
 
