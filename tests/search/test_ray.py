@@ -88,7 +88,7 @@ def test_asha_stops_poor_fine_tunes_and_records_them_as_pruned(write_config, tmp
 
 def test_interrupted_ray_search_resumes_with_the_same_command(write_config, tmp_path) -> None:
     config = write_config(
-        {**SEARCH, "finetune": {"steps": 150, "lr": 0.01}, "search": {"trials": 8, "uniform": 1}}
+        {**SEARCH, "finetune": {"steps": 150, "lr": 0.01}, "search": {"trials": 5, "uniform": 1}}
     )
     run_dir = tmp_path / "runs" / "digits-test"
     assert main(["train", str(config)]) == 0
@@ -116,7 +116,7 @@ def test_interrupted_ray_search_resumes_with_the_same_command(write_config, tmp_
 
     assert main(["search", str(config), "--backend", "ray"]) == 0
     trials = _trials(run_dir)
-    assert sum(counts_toward_budget(t) for t in trials) == 8
+    assert sum(counts_toward_budget(t) for t in trials) == 5
     assert not [t for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]
     for t in interrupted:  # each stopped candidate was run again, once
         retries = [r for r in trials if r.user_attrs.get("retry_of") == t.number]
