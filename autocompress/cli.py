@@ -451,9 +451,11 @@ def cmd_search(cfg: Config, args: argparse.Namespace) -> int:
 
     from autocompress.search.loop import make_controller, prepare_study, run_search
     from autocompress.search.objective import make_context
+    from autocompress.search.ray_runner import check_backend
     from autocompress.search.study import records, storage_url, trials_done, worker_id
     from autocompress.spaces import build_space
 
+    check_backend(cfg)
     splits, base, profile = _prepare(cfg)
     space = build_space(cfg.space, profile, cfg.compress.round_to)
     ctx = make_context(cfg, splits, base, profile, space)

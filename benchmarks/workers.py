@@ -8,6 +8,8 @@ Each mode runs the real command, timed from launch to exit, on a fresh study of 
 is a full fine-tune of a comparable candidate:
 
 - ``local-1``: one ``autocompress search`` process, all cores (the default);
+- ``local-1x1``: one process with one thread: a single worker with the resources each of the
+  two workers below has;
 - ``journal-2``: two processes on one journal-file study, one thread each;
 - ``ray-2``: ``--backend ray --workers 2`` (a local Ray runtime, one CPU per trial).
 
@@ -38,7 +40,7 @@ from autocompress.config import load_config
 from autocompress.search.study import counts_toward_budget, make_storage
 
 ROOT = Path(__file__).resolve().parents[1]
-MODES = ("local-1", "journal-2", "ray-2")
+MODES = ("local-1", "local-1x1", "journal-2", "ray-2")
 
 
 def command(config: Path, study: str, trials: int, extra: list[str]) -> list[str]:
@@ -57,6 +59,8 @@ def run_mode(config: Path, mode: str, trials: int, stamp: str) -> dict[str, Any]
     procs_args: list[list[str]]
     if mode == "local-1":
         procs_args = [command(config, study, trials, [])]
+    elif mode == "local-1x1":
+        procs_args = [command(config, study, trials, ["--set", "train.threads=1"])]
     elif mode == "journal-2":
         extra = ["--set", storage[0], "--set", "train.threads=1"]
         procs_args = [command(config, study, trials, extra)] * 2
@@ -117,21 +121,23 @@ def main() -> None:
     stamp = time.strftime("%Y%m%d-%H%M%S")
     rows = [run_mode(args.config, m, args.trials, stamp) for m in args.modes.split(",")]
     base = next((r for r in rows if r["mode"] == "local-1"), None)
+    base1 = next((r for r in rows if r["mode"] == "local-1x1"), None)
     if args.json:
         print(json.dumps(rows, indent=2))
         return
     print(f"{os.cpu_count()} cores; {args.trials} trials per mode; config {args.config}")
     print(
-        "mode        trials   wall s   trials/h   ×local-1   steady/h   fine-tune s"
+        "mode        trials   wall s   trials/h   ×local-1   ×local-1x1   steady/h   fine-tune s"
         "   overhead s   Ray start s"
     )
     for r in rows:
         ratio = r["trials_per_hour"] / base["trials_per_hour"] if base else float("nan")
+        ratio1 = r["trials_per_hour"] / base1["trials_per_hour"] if base1 else float("nan")
         start = f"{r['ray_startup_s']:.1f}" if r["ray_startup_s"] is not None else "–"
         print(
             f"{r['mode']:<11} {r['trials']:>6} {r['wall_s']:>8.1f} {r['trials_per_hour']:>10.0f} "
-            f"{ratio:>10.2f} {r['steady_trials_per_hour']:>10.0f} {r['median_finetune_s']:>13.2f} "
-            f"{r['median_overhead_s']:>12.3f} {start:>13}"
+            f"{ratio:>10.2f} {ratio1:>12.2f} {r['steady_trials_per_hour']:>10.0f} "
+            f"{r['median_finetune_s']:>13.2f} {r['median_overhead_s']:>12.3f} {start:>13}"
         )
 
 

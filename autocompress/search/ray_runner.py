@@ -194,6 +194,25 @@ def _outcome(
     )
 
 
+def check_backend(cfg: Config) -> None:
+    """Settings that only make sense together, checked before any work starts."""
+    if cfg.search.backend == "ray" and cfg.search.sampler == "rl":
+        raise ConfigError(
+            "search.sampler",
+            "rl",
+            "tpe, nsga2, gp, cmaes or random with search.backend ray "
+            "(the RL agent learns from one episode at a time: use search.backend local)",
+        )
+    if cfg.search.backend == "local" and cfg.search.workers > 1:
+        raise ConfigError(
+            "search.workers",
+            cfg.search.workers,
+            "1 with search.backend local (one process, one trial at a time); use "
+            "--backend ray --workers N, or start N `autocompress search` processes with "
+            "--storage journal (or a PostgreSQL URL) on one study",
+        )
+
+
 def init_ray(cfg: Config) -> RaySetup:
     """Start a local Ray runtime sized for the workers, or connect to ``search.ray_address``."""
     import ray
@@ -233,13 +252,7 @@ def run_ray_search(
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
     cfg = ctx.cfg
-    if cfg.search.sampler == "rl":
-        raise ConfigError(
-            "search.sampler",
-            "rl",
-            "tpe, nsga2, gp, cmaes or random with search.backend ray "
-            "(the RL agent learns from one episode at a time: use search.backend local)",
-        )
+    check_backend(cfg)
     missing = n_trials - trials_done(study)
     if missing <= 0:
         return True

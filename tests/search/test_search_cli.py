@@ -166,6 +166,9 @@ def test_latency_budget_is_measured_per_trial(write_config, tmp_path) -> None:
             "space.rules[0].layers",
         ),
         ([], {"space": {"rules": [{"layers": "head", "prune": [0, 0.5]}]}}, "skip_first/skip_last"),
+        (["--workers", "2"], {}, "config key 'search.workers': got 2; 1 with search.backend local"),
+        (["--backend", "ray", "--sampler", "rl"], {}, "one episode at a time"),
+        (["--storage", "mysql-ish"], {}, "search.storage is 'journal', 'journal:PATH' or a"),
     ],
 )
 def test_bad_search_input_is_one_clear_line(
