@@ -42,7 +42,8 @@ demo: setup data
 test: setup
 	$(PY) -m pytest
 
-# Real-data runs (minutes): base-model accuracy targets on Fashion-MNIST and MNIST.
+# Longer runs (minutes): base-model accuracy targets on Fashion-MNIST and MNIST, a real-data
+# search, a Ray search stopped with Ctrl-C and resumed, a search on a `ray start` cluster.
 test-slow: setup data
 	$(PY) -m pytest -m slow
 

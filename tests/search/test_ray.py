@@ -86,6 +86,7 @@ def test_asha_stops_poor_fine_tunes_and_records_them_as_pruned(write_config, tmp
         assert t.intermediate_values
 
 
+@pytest.mark.slow  # about a minute: 150-step fine-tunes so Ctrl-C lands inside trials
 def test_interrupted_ray_search_resumes_with_the_same_command(write_config, tmp_path) -> None:
     config = write_config(
         {**SEARCH, "finetune": {"steps": 150, "lr": 0.01}, "search": {"trials": 5, "uniform": 1}}
@@ -133,6 +134,7 @@ def _trials(run_dir: Path) -> list[optuna.trial.FrozenTrial]:
         return []
 
 
+@pytest.mark.slow  # starts and stops a Ray cluster with the ray CLI (45 s)
 def test_search_joins_an_existing_ray_cluster(write_config, tmp_path) -> None:
     """``--ray-address``: the trials run on a cluster started with ``ray start`` (token
     authentication: the driver sets RAY_AUTH_MODE=token and reads ~/.ray/auth_token)."""
