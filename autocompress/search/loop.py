@@ -34,6 +34,7 @@ from autocompress.search.study import (
     open_study,
     recover_interrupted,
     register_worker,
+    requeue,
     study_name,
     trials_done,
     worker_id,
@@ -151,10 +152,10 @@ def give_back(
     trial.set_user_attr(flag, True)
     trial.set_user_attr("fail_reason", reason)
     study.tell(trial, state=TrialState.FAIL)
-    queued = {k: v for k, v in trial.user_attrs.items() if k in ("baseline", "rl_episode")}
-    if retry or queued or "retry_of" in trial.user_attrs:
-        retry_of = trial.user_attrs.get("retry_of", trial.number) if not retry else trial.number
-        study.enqueue_trial(trial.params, user_attrs={**queued, "retry_of": retry_of})
+    attrs = trial.user_attrs
+    if retry or {"baseline", "rl_episode", "retry_of"} & attrs.keys():
+        retry_of = trial.number if retry else attrs.get("retry_of", trial.number)
+        requeue(study, trial.params, attrs, retry_of)
 
 
 def _reporter(trial: optuna.Trial) -> Callable[[int, float], bool]:

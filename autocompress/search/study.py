@@ -201,10 +201,17 @@ def recover_interrupted(study: optuna.Study) -> list[int]:
         except optuna.exceptions.UpdateFinishedTrialError:
             continue  # another worker recovered it first
         if trial.params:  # killed after sampling: evaluate the same candidate again
-            retry_attrs = {k: v for k, v in trial.user_attrs.items() if k == "baseline"}
-            study.enqueue_trial(trial.params, user_attrs={**retry_attrs, "retry_of": trial.number})
+            requeue(study, trial.params, trial.user_attrs, retry_of=trial.number)
         failed.append(trial.number)
     return failed
+
+
+def requeue(
+    study: optuna.Study, params: dict[str, Any], attrs: dict[str, Any], retry_of: int
+) -> None:
+    """Queue a candidate again, keeping what it was queued as (a baseline, an RL episode)."""
+    kept = {k: v for k, v in attrs.items() if k in ("baseline", "rl_episode")}
+    study.enqueue_trial(params, user_attrs={**kept, "retry_of": retry_of})
 
 
 def counts_toward_budget(trial: FrozenTrial) -> bool:
