@@ -73,6 +73,9 @@ class DataConfig(_Source):
         lambda n: n >= 0, "an integer >= 0 (images held out for validation)", 5000
     )
     batch_size: int = _check(_positive, "an integer > 0", 128)
+    # train on this many of the training images (a fixed random subset), null for all of them:
+    # reduced runs of large datasets on small machines
+    train_size: int | None = _check(_positive, "an integer > 0, or null for every image", None)
     augment: bool | None = None  # None: the dataset's default (crop + flip for CIFAR-10)
 
 
@@ -256,6 +259,8 @@ class Config:
 def base_key(cfg: Config) -> str:
     """Hash of everything that determines the trained base model (not paths, not search)."""
     data = {k: v for k, v in dataclasses.asdict(cfg.data).items() if k != "root"}
+    if data["train_size"] is None:
+        del data["train_size"]  # added later: models cached before it keep their key
     payload = {
         "model": dataclasses.asdict(cfg.model),
         "data": data,

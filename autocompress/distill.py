@@ -98,6 +98,7 @@ def distill(
             "val_accuracy": tuned.val_accuracy,
             **costs.as_dict(),
             **{f"base_{k}": v for k, v in base_costs.as_dict().items()},
+            "nonzero_params": costs.params,
             "size_bytes_huffman": costs.size_bytes,
             "compression_ratio": base_costs.size_bytes / costs.size_bytes,
             "compression_ratio_huffman": base_costs.size_bytes / costs.size_bytes,

@@ -21,7 +21,7 @@ from torch import nn
 from autocompress.checkpoint import save_checkpoint
 from autocompress.compress import apply_policy, quantize, share
 from autocompress.compress.layers import folded
-from autocompress.compress.pack import huffman_size, pack_model
+from autocompress.compress.pack import huffman_size, nonzero_params, pack_model
 from autocompress.compress.quantize import calibrate
 from autocompress.config import Config, FinetuneConfig
 from autocompress.cost.latency import measure_latency
@@ -154,6 +154,7 @@ def compress_and_export(
     assert len(packed) == costs.size_bytes, "cost model and packed export disagree"
     (out / "weights.bin").write_bytes(packed)
     huffman = huffman_size(model, policy, names)
+    stored_params = nonzero_params(model, policy, names)
     threads = torch.get_num_threads()
     report = {
         "model": profile.model,
@@ -163,6 +164,7 @@ def compress_and_export(
         "val_accuracy": tuned.val_accuracy,
         **{k: v for k, v in costs.as_dict().items()},
         **{f"base_{k}": v for k, v in base_costs.as_dict().items()},
+        "nonzero_params": stored_params,
         "size_bytes_huffman": huffman,
         "compression_ratio": base_costs.size_bytes / costs.size_bytes,
         "compression_ratio_huffman": base_costs.size_bytes / huffman,

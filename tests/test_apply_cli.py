@@ -56,6 +56,8 @@ def test_apply_writes_a_model_that_runs_on_raw_images(write_config, tmp_path, ca
     assert report["macs"] < report["base_macs"] and report["accuracy"] > 0.5
     assert (out / "policy.yaml").is_file()
     assert report["finetune"]["stages"] == 2  # prune/sparsity first, then sharing and bits
+    # sparse layers store only their kept weights: fewer than the architecture's parameters
+    assert 0 < report["nonzero_params"] < report["params"]
 
     payload = torch.load(out / "model.pt", weights_only=True)
     assert payload["policy"]["layers"]["pw"] == {"rank": 0.3}

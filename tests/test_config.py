@@ -13,10 +13,11 @@ from autocompress.errors import ConfigError
 from autocompress.models import ZOO
 from autocompress.policy import Policy, check_policy
 
-EXPERIMENTS = sorted(Path(__file__).parent.parent.joinpath("experiments").glob("*.yaml"))
+ROOT = Path(__file__).parent.parent
+EXPERIMENTS = sorted((ROOT / "experiments").rglob("*.yaml"))
 
 
-@pytest.mark.parametrize("path", EXPERIMENTS, ids=lambda p: p.name)
+@pytest.mark.parametrize("path", EXPERIMENTS, ids=lambda p: p.relative_to(ROOT).as_posix())
 def test_every_experiment_file_parses(path: Path) -> None:
     """Configs load (named after their file); policy files load and fit their zoo model."""
     raw = yaml.safe_load(path.read_text())
@@ -116,3 +117,24 @@ def test_cli_exits_2_with_one_line_and_writes_nothing(write_config, tmp_path, ca
 def test_cli_bad_override_exits_2(write_config, capsys) -> None:
     assert main(["cost", str(write_config()), "--set", "data.batch_size=abc"]) == 2
     assert "'data.batch_size'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "config", ["lenet5-mnist", "lenet5-fashion-mnist", "lenet300-mnist", "lenet300-fashion-mnist"]
+)
+def test_survey_rows_name_existing_files_and_valid_overrides(config: str, monkeypatch) -> None:
+    """The commands of ``benchmarks/survey.py`` stay runnable: policies exist, --set items parse."""
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    import survey
+
+    path = f"experiments/{config}.yaml"
+    cfg = load_config(ROOT / path)
+    for row in survey.ROWS:
+        for argv in survey.commands(path, cfg, row, ROOT / "runs" / "survey-check"):
+            if argv[0] == "apply":
+                policy = Policy.load(ROOT / argv[argv.index("--policy") + 1])
+                assert policy.model == cfg.model.name
+            if argv[0] == "search":
+                sets = [argv[i + 1] for i, a in enumerate(argv) if a == "--set"]
+                searched = load_config(ROOT / path, sets)
+                assert searched.budget and searched.search.study

@@ -266,6 +266,17 @@ def pack_model(model: nn.Module, policy: Policy, layer_names: list[str]) -> dict
     return blobs
 
 
+def nonzero_params(model: nn.Module, policy: Policy, names: list[str]) -> int:
+    """Parameters the compressed model stores: kept weights, biases, and the other parameters
+    (norms); the ``params`` cost counts pruned-to-zero weights of a sparse layer too."""
+    kept = 0
+    for encoded, bias in encode_model(model, policy, names).values():
+        kept += sum(int(e.keep.sum()) for e in encoded) + (0 if bias is None else bias.size)
+    prefixes = tuple(f"{n}." for n in names)
+    others = sum(p.numel() for k, p in model.named_parameters() if not k.startswith(prefixes))
+    return kept + others
+
+
 def huffman_size(model: nn.Module, policy: Policy, names: list[str]) -> int:
     """Bytes of the model in Deep Compression's accounting."""
     bits = sum(huffman_bits(enc, bias) for enc, bias in encode_model(model, policy, names).values())

@@ -104,6 +104,11 @@ def load_data(cfg: DataConfig, seed: int = 0) -> Splits:
                           f"must be below the {len(x_train)} training images")
     order = torch.randperm(len(x_train), generator=torch.Generator().manual_seed(seed))
     val, train = order[: cfg.val_size], order[cfg.val_size:]
+    if cfg.train_size is not None:
+        if cfg.train_size > len(train):
+            raise ConfigError("data.train_size", cfg.train_size,
+                              f"at most the {len(train)} training images left after validation")
+        train = train[: cfg.train_size]
     return Splits(x_train[train], y_train[train], x_train[val], y_train[val], x_test, y_test,
                   num_classes, augment, mean, std)
 

@@ -7,13 +7,19 @@ from torch import nn
 
 
 class LeNet300100(nn.Module):
-    """Fully connected 784-300-100-10 (266,610 params at 28×28)."""
+    """Fully connected 784-300-100-10 (266,610 params at 28×28).
 
-    def __init__(self, num_classes: int = 10, in_channels: int = 1, input_size: int = 28) -> None:
+    ``width`` scales the hidden widths (300, 100): the compact students of distillation.
+    """
+
+    def __init__(
+        self, num_classes: int = 10, in_channels: int = 1, input_size: int = 28, width: float = 1.0
+    ) -> None:
         super().__init__()
-        self.fc1 = nn.Linear(in_channels * input_size * input_size, 300)
-        self.fc2 = nn.Linear(300, 100)
-        self.fc3 = nn.Linear(100, num_classes)
+        h1, h2 = (max(1, round(n * width)) for n in (300, 100))
+        self.fc1 = nn.Linear(in_channels * input_size * input_size, h1)
+        self.fc2 = nn.Linear(h1, h2)
+        self.fc3 = nn.Linear(h2, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = torch.relu(self.fc1(x.flatten(1)))

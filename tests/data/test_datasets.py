@@ -95,6 +95,16 @@ def test_val_size_too_large_is_a_config_error() -> None:
         load_data(DataConfig(name="digits", val_size=5000))
 
 
+def test_train_size_keeps_a_fixed_subset_and_the_same_validation_and_test() -> None:
+    full = load_data(DataConfig(name="digits", val_size=300), seed=0)
+    small = load_data(DataConfig(name="digits", val_size=300, train_size=200), seed=0)
+    assert len(small.x_train) == 200
+    assert torch.equal(small.x_train, full.x_train[:200])
+    assert torch.equal(small.x_val, full.x_val) and torch.equal(small.x_test, full.x_test)
+    with pytest.raises(Exception, match="data.train_size.*at most the"):
+        load_data(DataConfig(name="digits", val_size=300, train_size=5000))
+
+
 def test_user_factory(tmp_path) -> None:
     cfg = DataConfig(factory="tests.data.test_datasets:tiny_factory", args={"n": 30}, val_size=5)
     splits = load_data(cfg)
