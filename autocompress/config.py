@@ -91,6 +91,12 @@ class TrainConfig:
     schedule: Literal["cosine", "constant"] = "cosine"
     seed: int = 0
     threads: int | None = _check(_positive, "an integer > 0, or null for all cores", None)
+    # where training, fine-tuning and evaluation run: cpu, cuda, cuda:N, or auto (a GPU if any)
+    device: str = _check(
+        lambda d: re.fullmatch(r"cpu|auto|cuda(:\d+)?", d) is not None,
+        "cpu, cuda, cuda:N or auto",
+        "cpu",
+    )
 
 
 @dataclass(frozen=True)
@@ -264,7 +270,9 @@ def base_key(cfg: Config) -> str:
     payload = {
         "model": dataclasses.asdict(cfg.model),
         "data": data,
-        "train": {k: v for k, v in dataclasses.asdict(cfg.train).items() if k != "threads"},
+        "train": {
+            k: v for k, v in dataclasses.asdict(cfg.train).items() if k not in ("threads", "device")
+        },
     }
     blob = json.dumps(payload, sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()[:12]

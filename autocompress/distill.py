@@ -28,6 +28,7 @@ from autocompress.export import latency
 from autocompress.models import ZOO, check_args, model_spec
 from autocompress.policy import Policy
 from autocompress.train.base import BaseModel, init_model
+from autocompress.train.device import on_device, resolve_device
 from autocompress.train.finetune import GRAD_CLIP, finetune, log_progress
 from autocompress.train.fit import evaluate
 
@@ -72,6 +73,7 @@ def distill(
     base_latency = {
         "base_latency_ms": latency(base.model, splits.input_shape, torch.get_num_threads())
     }
+    device = resolve_device(cfg.train.device)
     reports = {}
     for label, teacher, weight in (
         ("distilled", base.model, cfg.finetune.distill_weight),
@@ -89,12 +91,15 @@ def distill(
             cfg.train.seed,
             callback=log_progress(log),
             grad_clip=GRAD_CLIP,
+            device=device,
         )
+        with on_device(device, model):
+            accuracy = evaluate(model, splits.x_test, splits.y_test)
         costs = compute_costs(profile_model(model, splits.input_shape, name), Policy(name))
         reports[label] = {
             "student": {"name": name, "args": args},
             "base_accuracy": base.metrics["test_accuracy"],
-            "accuracy": evaluate(model, splits.x_test, splits.y_test),
+            "accuracy": accuracy,
             "val_accuracy": tuned.val_accuracy,
             **costs.as_dict(),
             **{f"base_{k}": v for k, v in base_costs.as_dict().items()},

@@ -30,6 +30,7 @@ from autocompress.cost.profile import Profile
 from autocompress.data import Splits
 from autocompress.policy import LayerChoice, Policy
 from autocompress.train.base import BaseModel
+from autocompress.train.device import on_device, resolve_device
 from autocompress.train.finetune import finetune, log_progress, total_steps
 from autocompress.train.fit import evaluate
 
@@ -102,7 +103,9 @@ def compress_and_export(
     costs = compute_costs(profile, policy, cfg.compress.round_to)
     model = apply_policy(base.model, policy, profile, cfg.compress)
     calibrate(model, _calibration_batches(splits))
-    before = evaluate(model, splits.x_test, splits.y_test)
+    device = resolve_device(cfg.train.device)
+    with on_device(device, model):
+        before = evaluate(model, splits.x_test, splits.y_test)
     log(f"test accuracy before fine-tuning: {before:.2%}")
     stages = _stages(policy)
     if stages is None or total_steps(ft_cfg, len(splits.x_train), cfg.data.batch_size) < 2:
@@ -115,6 +118,7 @@ def compress_and_export(
             cfg.data.batch_size,
             cfg.train.seed,
             callback=log_progress(log),
+            device=device,
         )
     else:
         # Deep Compression's pipeline: prune and retrain, then share/quantize and retrain
@@ -131,6 +135,7 @@ def compress_and_export(
             cfg.data.batch_size,
             cfg.train.seed,
             callback=log_progress(log),
+            device=device,
         )
         for method in (share, quantize):
             model = method.apply(model, policy, profile, cfg.compress)
@@ -144,8 +149,10 @@ def compress_and_export(
             cfg.data.batch_size,
             cfg.train.seed + 1,
             callback=log_progress(log),
+            device=device,
         )
-    accuracy = evaluate(model, splits.x_test, splits.y_test)
+    with on_device(device, model):
+        accuracy = evaluate(model, splits.x_test, splits.y_test)
 
     out.mkdir(parents=True, exist_ok=True)
     names = list(profile.layers)

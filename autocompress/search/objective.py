@@ -27,6 +27,7 @@ from autocompress.data import Splits
 from autocompress.policy import Policy
 from autocompress.spaces import Budget, SearchSpace, project, resolve_budget
 from autocompress.train.base import BaseModel
+from autocompress.train.device import resolve_device
 from autocompress.train.finetune import finetune
 
 CALIBRATION_BATCHES = 4
@@ -161,6 +162,7 @@ def _evaluate(
         cfg.data.batch_size,
         cfg.train.seed,
         callback=callback,
+        device=resolve_device(cfg.train.device),
     )
     lap("finetune")
     if not math.isfinite(result.val_accuracy):

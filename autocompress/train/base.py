@@ -16,6 +16,7 @@ from autocompress.checkpoint import load_checkpoint, save_checkpoint
 from autocompress.config import Config, base_key
 from autocompress.data import Splits
 from autocompress.models import build_model, model_spec
+from autocompress.train.device import on_device, resolve_device
 from autocompress.train.fit import EpochLog, evaluate, fit
 
 
@@ -57,10 +58,14 @@ def ensure_base(
     spec = spec_for(cfg, splits.input_shape, splits.num_classes)
     model = init_model(spec, cfg.train.seed)
     start = time.perf_counter()
-    history = fit(model, splits, cfg.train, cfg.data.batch_size, on_epoch)
+    device = resolve_device(cfg.train.device)
+    history = fit(model, splits, cfg.train, cfg.data.batch_size, on_epoch, device)
     seconds = time.perf_counter() - start
+    with on_device(device, model):
+        test_accuracy = evaluate(model, splits.x_test, splits.y_test)
     metrics = {
-        "test_accuracy": evaluate(model, splits.x_test, splits.y_test),
+        "test_accuracy": test_accuracy,
+        "device": str(device),
         "val_accuracy": history[-1].val_accuracy,
         "train_seconds": round(seconds, 2),
         "epochs": cfg.train.epochs,

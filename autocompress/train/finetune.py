@@ -16,6 +16,7 @@ from torch import nn
 
 from autocompress.config import FinetuneConfig
 from autocompress.data import Splits, batches
+from autocompress.train.device import on_device
 from autocompress.train.fit import evaluate
 
 # Students trained from scratch clip gradients: the T²-scaled distillation term can spike while
@@ -71,13 +72,43 @@ def finetune(
     callback: Callback | None = None,
     evaluations: int = 4,
     grad_clip: float | None = None,
+    device: torch.device | None = None,
 ) -> FinetuneResult:
     """Fine-tune ``student`` in place for ``cfg.steps`` (or ``cfg.epochs``) SGD steps.
 
     Validation runs ``evaluations`` times, evenly spaced, and at the end; each score goes to
     ``callback``. ``grad_clip`` caps the gradient norm of each step. A non-finite loss raises
-    FloatingPointError (the search marks the trial failed).
+    FloatingPointError (the search marks the trial failed). Student and teacher run on
+    ``device`` (default: the CPU) and are back on the CPU afterwards.
     """
+    device = device or torch.device("cpu")
+    with on_device(device, student, teacher):
+        return _finetune(
+            student,
+            teacher,
+            splits,
+            cfg,
+            batch_size,
+            seed,
+            callback,
+            evaluations,
+            grad_clip,
+            device,
+        )
+
+
+def _finetune(
+    student: nn.Module,
+    teacher: nn.Module | None,
+    splits: Splits,
+    cfg: FinetuneConfig,
+    batch_size: int,
+    seed: int,
+    callback: Callback | None,
+    evaluations: int,
+    grad_clip: float | None,
+    device: torch.device,
+) -> FinetuneResult:
     steps = total_steps(cfg, len(splits.x_train), batch_size)
     if teacher is not None:
         teacher.eval()
@@ -97,6 +128,7 @@ def finetune(
             splits.x_train, splits.y_train, batch_size, generator, splits.augment
         ):
             student.train()
+            xb, yb = xb.to(device), yb.to(device)
             with torch.no_grad():
                 soft = teacher(xb) if teacher is not None else None
             loss = distillation_loss(student(xb), yb, soft, cfg.distill_weight, cfg.temperature)

@@ -12,6 +12,7 @@ from torch import nn
 
 from autocompress.config import TrainConfig
 from autocompress.data import Splits, batches
+from autocompress.train.device import model_device, on_device
 
 
 @dataclass(frozen=True)
@@ -29,12 +30,26 @@ def fit(
     cfg: TrainConfig,
     batch_size: int,
     on_epoch: Callable[[EpochLog], None] | None = None,
+    device: torch.device | None = None,
 ) -> list[EpochLog]:
     """Train ``model`` in place with cross-entropy; returns one log line per epoch.
 
     SGD with Nesterov momentum (or Adam) and a cosine or constant learning rate, stepped per
-    batch. Shuffling and augmentation draw from a generator seeded with ``cfg.seed``.
+    batch. Shuffling and augmentation draw from a generator seeded with ``cfg.seed``. The model
+    trains on ``device`` (default: the CPU) and is back on the CPU afterwards.
     """
+    with on_device(device or torch.device("cpu"), model):
+        return _fit(model, splits, cfg, batch_size, on_epoch)
+
+
+def _fit(
+    model: nn.Module,
+    splits: Splits,
+    cfg: TrainConfig,
+    batch_size: int,
+    on_epoch: Callable[[EpochLog], None] | None,
+) -> list[EpochLog]:
+    device = model_device(model)
     generator = torch.Generator().manual_seed(cfg.seed)
     if cfg.optimizer == "sgd":
         optimizer: torch.optim.Optimizer = torch.optim.SGD(
@@ -62,6 +77,7 @@ def fit(
         for xb, yb in batches(
             splits.x_train, splits.y_train, batch_size, generator, splits.augment
         ):
+            xb, yb = xb.to(device), yb.to(device)
             loss = nn.functional.cross_entropy(model(xb), yb)
             if not torch.isfinite(loss):
                 raise FloatingPointError(
@@ -83,11 +99,13 @@ def fit(
 
 @torch.no_grad()
 def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 1000) -> float:
-    """Top-1 accuracy in [0, 1], in eval mode (the model's mode is restored)."""
+    """Top-1 accuracy in [0, 1], in eval mode (the model's mode is restored), on the device
+    the model is on."""
     was_training = model.training
     model.eval()
+    device = model_device(model)
     correct = 0
     for xb, yb in batches(x, y, batch_size):
-        correct += int((model(xb).argmax(1) == yb).sum())
+        correct += int((model(xb.to(device)).argmax(1).cpu() == yb).sum())
     model.train(was_training)
     return correct / max(1, len(y))
