@@ -42,25 +42,29 @@ def run(argv: list[str]) -> float:
     return time.perf_counter() - start
 
 
+def with_sets(argv: list[str], sets: list[str]) -> list[str]:
+    return [*argv, *(x for s in sets for x in ("--set", s))]
+
+
 def rel(path: Path) -> str:
     return str(path.resolve().relative_to(ROOT))
 
 
-def measure(config: str, budgets: list[float], top: int) -> None:
+def measure(config: str, budgets: list[float], top: int, sets: list[str]) -> None:
     cfg = load_config(config)
     OUT.mkdir(parents=True, exist_ok=True)
     path = OUT / f"{cfg.name}.json"
     results: dict[str, Any] = json.loads(path.read_text()) if path.is_file() else {"rows": {}}
     results["config"] = config
     results["model"] = cfg.model.name
-    base_wall = run(["train", config])
+    base_wall = run(with_sets(["train", config], sets))
     base = json.loads(next(cfg.run_dir.glob("base-*.json")).read_text())
     results["base"] = {
         "test_accuracy": base["test_accuracy"],
         "train_seconds": base.get("train_seconds"),
         "epochs": base.get("epochs"),
         "train_images": cfg.data.train_size,
-        "command": f"autocompress train {config}",
+        "command": f"autocompress {shlex.join(with_sets(['train', config], sets))}",
         "wall_s": round(base_wall, 1),
     }
     shape, _ = data_shape(cfg.data)
@@ -86,6 +90,7 @@ def measure(config: str, budgets: list[float], top: int) -> None:
             (f"uniform-{tag}", out_u, [argv_u]),
             (f"search-{tag}", out_s, [argv_s, argv_e]),
         ):
+            argvs = [with_sets(a, sets) for a in argvs]
             known = results["rows"].get(label, {})
             if (out / "report.json").is_file() and "wall_s" in known:
                 wall = known["wall_s"]
@@ -142,10 +147,17 @@ def main_() -> None:
     p.add_argument("config", nargs="?", help="a CIFAR-10 experiment YAML")
     p.add_argument("--macs", type=float, nargs="+", default=[0.5, 0.2], help="MACs budgets")
     p.add_argument("--top", type=int, default=2, help="searched trials exported (best kept)")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="config override added to every command, e.g. train.device=cuda",
+    )
     p.add_argument("--report", action="store_true", help="print the tables only")
     args = p.parse_args()
     if args.config and not args.report:
-        measure(args.config, args.macs, args.top)
+        measure(args.config, args.macs, args.top, args.set)
     else:
         report()
 

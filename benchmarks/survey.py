@@ -101,6 +101,10 @@ def run(argv: list[str]) -> float:
     return time.perf_counter() - start
 
 
+def with_sets(argv: list[str], sets: list[str]) -> list[str]:
+    return [*argv, *(x for s in sets for x in ("--set", s))]
+
+
 def rel(path: Path) -> str:
     full = path.resolve()
     return str(full.relative_to(ROOT)) if full.is_relative_to(ROOT) else str(path)
@@ -147,12 +151,12 @@ def commands(config: str, cfg: Config, row: Row, out: Path) -> list[list[str]]:
     ]
 
 
-def measure(config: str, keys: list[str], force: bool) -> dict[str, Any]:
+def measure(config: str, keys: list[str], force: bool, sets: list[str]) -> dict[str, Any]:
     cfg = load_config(config)
     path = SURVEY / f"{cfg.name}.json"
     results: dict[str, Any] = json.loads(path.read_text()) if path.is_file() else {}
     results.setdefault("rows", {})
-    run(["train", config])
+    run(with_sets(["train", config], sets))
     base = json.loads(next(cfg.run_dir.glob("base-*.json")).read_text())
     results.update(config=config, model=cfg.model.name, dataset=cfg.data.name)
     results["base"] = {"test_accuracy": base.get("test_accuracy")}
@@ -161,7 +165,7 @@ def measure(config: str, keys: list[str], force: bool) -> dict[str, Any]:
         row = BY_KEY[key]
         folder = "distill" if row.kind == "distill" else key
         out = ROOT / "runs" / "survey" / cfg.name / folder
-        argvs = commands(config, cfg, row, out)
+        argvs = [with_sets(a, sets) for a in commands(config, cfg, row, out)]
         known = results["rows"].get(key, {})
         if force and out.exists() and out not in cleared:
             shutil.rmtree(out)
@@ -282,6 +286,13 @@ def main_() -> None:
     p.add_argument("config", nargs="?", help="experiment YAML (lenet5 or lenet300_100)")
     p.add_argument("--rows", help=f"comma-separated, from: {', '.join(BY_KEY)} (default: all)")
     p.add_argument("--force", action="store_true", help="rerun rows that have a report")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="config override added to every command, e.g. train.device=cuda",
+    )
     p.add_argument("--report", action="store_true", help="print tables and write the plots")
     args = p.parse_args()
     if args.config:
@@ -289,7 +300,7 @@ def main_() -> None:
         unknown = [k for k in keys if k not in BY_KEY]
         if unknown:
             p.error(f"unknown rows {unknown}; choose from {', '.join(BY_KEY)}")
-        measure(args.config, keys, args.force)
+        measure(args.config, keys, args.force, args.set)
     if args.report or not args.config:
         report()
 
