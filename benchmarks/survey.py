@@ -251,29 +251,41 @@ def plot(dataset: str, results: list[dict[str, Any]]) -> None:
     fig, axes = plt.subplots(1, len(results), figsize=(6.5 * len(results), 5), squeeze=False)
     for ax, res in zip(axes[0], results, strict=True):
         rows = {k: r for k, r in res["rows"].items() if "accuracy" in r}
-        for key, r in rows.items():
+        points = sorted(rows.items(), key=lambda kv: kv[1]["accuracy"])
+        for i, (key, r) in enumerate(points):
             searched = key.startswith("search")
+            x, y = r["size_x_huffman"], 100 * r["accuracy"]
             ax.scatter(
-                r["size_x_huffman"],
-                100 * r["accuracy"],
+                x,
+                y,
                 marker="*" if searched else "o",
-                s=160 if searched else 40,
+                s=180 if searched else 40,
                 color="tab:red" if searched else "tab:blue",
+                zorder=3,
             )
+            # alternate label sides so neighbours in accuracy do not print over each other
             ax.annotate(
                 key,
-                (r["size_x_huffman"], 100 * r["accuracy"]),
+                (x, y),
                 fontsize=8,
-                xytext=(4, 3),
+                xytext=(6, 2) if i % 2 == 0 else (-6, 2),
+                ha="left" if i % 2 == 0 else "right",
                 textcoords="offset points",
             )
         base = 100 * next(iter(rows.values()))["base_accuracy"]
         ax.axhline(base, color="grey", linestyle="--", linewidth=1, label=f"base {base:.2f}%")
         ax.set_xscale("log")
-        ax.set_xlabel("size compression (×, Huffman accounting; log scale)")
+        ticks = [
+            t
+            for t in (1, 2, 3, 5, 10, 20, 30, 50, 100)
+            if t <= 1.5 * max(r["size_x_huffman"] for r in rows.values())
+        ]
+        ax.set_xticks(ticks, [f"{t}×" for t in ticks])
+        ax.minorticks_off()
+        ax.set_xlabel("size compression (Huffman accounting, log scale)")
         ax.set_ylabel("test accuracy (%)")
-        ax.set_title(f"{res['model']} on {dataset}")
-        ax.legend(loc="lower left")
+        ax.set_title(f"{res['model']} on {dataset}: every method (dots) and the searches (stars)")
+        ax.legend(loc="best")
         ax.grid(True, which="both", alpha=0.3)
     fig.tight_layout()
     out = ROOT / "experiments" / f"survey-{dataset.replace('_', '-')}.png"
