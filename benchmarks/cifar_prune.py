@@ -5,10 +5,11 @@
 
 For each budget: the uniform policy (one prune ratio for every prunable group, the smallest
 whose MACs fit, found with the cost model, L2 importance) applied with ``autocompress apply``,
-and an ``autocompress search`` under ``budget.macs`` (its own study in the config's run
-directory) whose best trials are exported; both get the config's ``finetune.export_epochs`` of
-distilled fine-tuning. Every command is printed and run in-process; a row whose output holds
-``report.json`` is read, not rerun. Results go to ``experiments/cifar/<config name>.json``;
+and an ``autocompress search`` under ``budget.macs`` set to the uniform policy's MACs ratio
+(its own study in the config's run directory) whose best trials are exported; both get the
+config's ``finetune.export_epochs`` of distilled fine-tuning. Every command is printed and run
+in-process; a row whose output holds ``report.json`` is read, not rerun. Results go to
+``experiments/cifar/<config name>.json``;
 ``--report`` prints the tables of RESULTS.md.
 """
 
@@ -25,9 +26,11 @@ from prune_latency import ratio_for, uniform  # this script's folder is on sys.p
 
 from autocompress.cli import main
 from autocompress.config import load_config
+from autocompress.cost.metrics import compute_costs
 from autocompress.cost.profile import profile_model
 from autocompress.data import data_shape
 from autocompress.models import ZOO
+from autocompress.policy import Policy
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "experiments" / "cifar"
@@ -72,11 +75,16 @@ def measure(config: str, budgets: list[float], top: int, sets: list[str]) -> Non
     profile = profile_model(ZOO[cfg.model.name](), shape, cfg.model.name)
     epochs = f"{cfg.finetune.export_epochs:g}"
     for budget in budgets:
-        pct = f"{budget:.0%}"
         tag = f"{round(budget * 100)}"
         ratio = ratio_for(profile, budget, cfg.compress.round_to)
         policy_path = cfg.run_dir / f"uniform-{tag}.yaml"
-        uniform(profile, ratio).save(policy_path)
+        policy = uniform(profile, ratio)
+        policy.save(policy_path)
+        # the search gets exactly the uniform policy's MACs (channel rounding moves it off the
+        # target a little), so both sides have the same allowance
+        base_macs = compute_costs(profile, Policy(profile.model)).macs
+        allowed = compute_costs(profile, policy, cfg.compress.round_to).macs / base_macs
+        pct = f"{100 * allowed:.2f}%"
         out_u = ROOT / "runs" / "cifar" / cfg.name / f"uniform-{tag}"
         argv_u = ["apply", config, "--policy", rel(policy_path), "--finetune-epochs", epochs]
         argv_u += ["--out", rel(out_u)]
@@ -100,6 +108,7 @@ def measure(config: str, budgets: list[float], top: int, sets: list[str]) -> Non
             r = json.loads((out / "report.json").read_text())
             results["rows"][label] = {
                 "budget_macs": budget,
+                "allowed_macs": allowed,
                 "uniform_ratio": ratio if label.startswith("uniform") else None,
                 "commands": [f"autocompress {shlex.join(a)}" for a in argvs],
                 "accuracy": r["accuracy"],
