@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import shlex
 import time
 from pathlib import Path
@@ -84,7 +85,7 @@ def measure(config: str, budgets: list[float], top: int, sets: list[str]) -> Non
         # target a little), so both sides have the same allowance
         base_macs = compute_costs(profile, Policy(profile.model)).macs
         allowed = compute_costs(profile, policy, cfg.compress.round_to).macs / base_macs
-        pct = f"{100 * allowed:.2f}%"
+        pct = f"{math.ceil(allowed * 1e5) / 1e3:g}%"  # rounded up: the uniform policy fits
         out_u = ROOT / "runs" / "cifar" / cfg.name / f"uniform-{tag}"
         argv_u = ["apply", config, "--policy", rel(policy_path), "--finetune-epochs", epochs]
         argv_u += ["--out", rel(out_u)]
