@@ -130,7 +130,11 @@ def report() -> None:
     for f in sorted(OUT.glob("*.json")):
         res = json.loads(f.read_text())
         b = res["base"]
-        print(f"\n#### {res['model']}, `{res['config']}`: base {b['test_accuracy']:.2%}\n")
+        images = b["train_images"] or "all"
+        print(
+            f"\n#### {res['model']}, `{res['config']}`: base {b['test_accuracy']:.2%} "
+            f"({b['epochs']} epochs on {images} training images, `{b['command']}`)\n"
+        )
         print("| budget | policy | test accuracy | change | MACs | params | latency b64 | wall |")
         print("|---|---|---|---|---|---|---|---|")
         for label, r in res["rows"].items():
