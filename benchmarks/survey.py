@@ -92,7 +92,7 @@ ROWS = [
     Row("distilled", "half-width student, distilled", "distill"),
     Row("alone", "half-width student alone (compact network)", "distill"),
     Row("deep-compression", "Deep Compression (hand policy)", "apply"),
-    Row("search-size", "autocompress search, size budget (bitmap form: 2%, 2.5%)", "search"),
+    Row("search-size", "autocompress search, size budget (bitmap form)", "search"),
     Row("search-macs", "autocompress search, MACs ≤ 20%", "search"),
 ]
 BY_KEY = {r.key: r for r in ROWS}
@@ -253,15 +253,20 @@ def report() -> None:
             if "accuracy" not in r:
                 continue
             script = (
-                f"python benchmarks/survey.py {res['config']} --rows {key}"
+                f"`python benchmarks/survey.py {res['config']} --rows {key}`"
                 if key in BY_KEY
-                else f"earlier run: {r['commands'][0]}"
+                else f"an earlier run: its commands are in `{rel(f)}`"
             )
+            method = r["method"]
+            if key == "search-size":
+                method = f"autocompress search, size ≤ {SIZE_BUDGET[res['model']]} (bitmap form)"
+            elif key in BY_KEY:
+                method = BY_KEY[key].method
             print(
-                f"| {r['method']} | {r['accuracy']:.2%} | {r['change_points']:+.2f} pt "
+                f"| {method} | {r['accuracy']:.2%} | {r['change_points']:+.2f} pt "
                 f"| {r['params_x']:.1f}× | {r['size_x']:.1f}× | {r['size_x_huffman']:.1f}× "
                 f"| {r['macs_ratio']:.1%} | {r['latency_ratio_b64']:.2f}× "
-                f"| {r['wall_s']:.0f} s | `{script}` |"
+                f"| {r['wall_s']:.0f} s | {script} |"
             )
     for dataset, results in by_dataset.items():
         plot(dataset, results)
