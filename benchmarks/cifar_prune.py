@@ -19,13 +19,11 @@ import argparse
 import json
 import math
 import shlex
-import time
-from pathlib import Path
 from typing import Any
 
 from prune_latency import ratio_for, uniform  # this script's folder is on sys.path
+from survey import ROOT, add_set_option, rel, run, with_sets
 
-from autocompress.cli import main
 from autocompress.config import load_config
 from autocompress.cost.metrics import compute_costs
 from autocompress.cost.profile import profile_model
@@ -33,25 +31,7 @@ from autocompress.data import data_shape
 from autocompress.models import ZOO
 from autocompress.policy import Policy
 
-ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "experiments" / "cifar"
-
-
-def run(argv: list[str]) -> float:
-    print(f"\n$ autocompress {shlex.join(argv)}", flush=True)
-    start = time.perf_counter()
-    code = main(argv)
-    if code != 0:
-        raise SystemExit(f"`autocompress {shlex.join(argv)}` exited {code}")
-    return time.perf_counter() - start
-
-
-def with_sets(argv: list[str], sets: list[str]) -> list[str]:
-    return [*argv, *(x for s in sets for x in ("--set", s))]
-
-
-def rel(path: Path) -> str:
-    return str(path.resolve().relative_to(ROOT))
 
 
 def measure(config: str, budgets: list[float], top: int, sets: list[str]) -> None:
@@ -161,13 +141,7 @@ def main_() -> None:
     p.add_argument("config", nargs="?", help="a CIFAR-10 experiment YAML")
     p.add_argument("--macs", type=float, nargs="+", default=[0.5, 0.2], help="MACs budgets")
     p.add_argument("--top", type=int, default=2, help="searched trials exported (best kept)")
-    p.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="config override added to every command, e.g. train.device=cuda",
-    )
+    add_set_option(p)
     p.add_argument("--report", action="store_true", help="print the tables only")
     args = p.parse_args()
     if args.config and not args.report:

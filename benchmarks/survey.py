@@ -323,11 +323,7 @@ def plot(dataset: str, results: list[dict[str, Any]]) -> None:
     print(f"\nwrote {rel(out)}")
 
 
-def main_() -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("config", nargs="?", help="experiment YAML (lenet5 or lenet300_100)")
-    p.add_argument("--rows", help=f"comma-separated, from: {', '.join(BY_KEY)} (default: all)")
-    p.add_argument("--force", action="store_true", help="rerun rows that have a report")
+def add_set_option(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--set",
         action="append",
@@ -335,6 +331,14 @@ def main_() -> None:
         metavar="KEY=VALUE",
         help="config override added to every command, e.g. train.device=cuda",
     )
+
+
+def main_() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("config", nargs="?", help="experiment YAML (lenet5 or lenet300_100)")
+    p.add_argument("--rows", help=f"comma-separated, from: {', '.join(BY_KEY)} (default: all)")
+    p.add_argument("--force", action="store_true", help="rerun rows that have a report")
+    add_set_option(p)
     p.add_argument("--report", action="store_true", help="print tables and write the plots")
     args = p.parse_args()
     if args.config:
