@@ -21,7 +21,7 @@ from torch import nn
 from autocompress.checkpoint import save_checkpoint
 from autocompress.compress import apply_policy, quantize, share
 from autocompress.compress.layers import folded
-from autocompress.compress.pack import huffman_size, nonzero_params, pack_model
+from autocompress.compress.pack import encode_model, huffman_size, nonzero_params, pack_model
 from autocompress.compress.quantize import calibrate
 from autocompress.config import Config, FinetuneConfig
 from autocompress.cost.latency import measure_latency
@@ -156,12 +156,13 @@ def compress_and_export(
 
     out.mkdir(parents=True, exist_ok=True)
     names = list(profile.layers)
-    blobs = pack_model(model, policy, names)
+    encoded = encode_model(model, policy, names)  # once, for the three accounts below
+    blobs = pack_model(model, policy, names, encoded)
     packed = b"".join(blobs.values())
     assert len(packed) == costs.size_bytes, "cost model and packed export disagree"
     (out / "weights.bin").write_bytes(packed)
-    huffman = huffman_size(model, policy, names)
-    stored_params = nonzero_params(model, policy, names)
+    huffman = huffman_size(model, policy, names, encoded)
+    stored_params = nonzero_params(model, policy, names, encoded)
     threads = torch.get_num_threads()
     report = {
         "model": profile.model,

@@ -256,29 +256,40 @@ def float_tensors(model: nn.Module, layer_names: list[str]) -> dict[str, torch.T
     }
 
 
-def pack_model(model: nn.Module, policy: Policy, layer_names: list[str]) -> dict[str, bytes]:
-    """Every compressible layer's packed bytes, and ``"<float32>"`` for the other tensors."""
-    blobs = {
-        name: pack_layer(*enc) for name, enc in encode_model(model, policy, layer_names).items()
-    }
+Encodings = dict[str, tuple[list[Encoded], np.ndarray | None]]  # what encode_model returns
+
+
+def pack_model(
+    model: nn.Module, policy: Policy, layer_names: list[str], encoded: Encodings | None = None
+) -> dict[str, bytes]:
+    """Every compressible layer's packed bytes, and ``"<float32>"`` for the other tensors.
+
+    ``encoded``: the model's :func:`encode_model` result, when the caller has it already."""
+    encoded = encoded or encode_model(model, policy, layer_names)
+    blobs = {name: pack_layer(*enc) for name, enc in encoded.items()}
     floats = float_tensors(model, layer_names)
     blobs["<float32>"] = b"".join(t.float().numpy().tobytes() for t in floats.values())
     return blobs
 
 
-def nonzero_params(model: nn.Module, policy: Policy, names: list[str]) -> int:
+def nonzero_params(
+    model: nn.Module, policy: Policy, names: list[str], encoded: Encodings | None = None
+) -> int:
     """Parameters the compressed model stores: kept weights, biases, and the other parameters
     (norms); the ``params`` cost counts pruned-to-zero weights of a sparse layer too."""
     kept = 0
-    for encoded, bias in encode_model(model, policy, names).values():
-        kept += sum(int(e.keep.sum()) for e in encoded) + (0 if bias is None else bias.size)
+    for tensors, bias in (encoded or encode_model(model, policy, names)).values():
+        kept += sum(int(e.keep.sum()) for e in tensors) + (0 if bias is None else bias.size)
     prefixes = tuple(f"{n}." for n in names)
     others = sum(p.numel() for k, p in model.named_parameters() if not k.startswith(prefixes))
     return kept + others
 
 
-def huffman_size(model: nn.Module, policy: Policy, names: list[str]) -> int:
+def huffman_size(
+    model: nn.Module, policy: Policy, names: list[str], encoded: Encodings | None = None
+) -> int:
     """Bytes of the model in Deep Compression's accounting."""
-    bits = sum(huffman_bits(enc, bias) for enc, bias in encode_model(model, policy, names).values())
+    encoded = encoded or encode_model(model, policy, names)
+    bits = sum(huffman_bits(enc, bias) for enc, bias in encoded.values())
     floats = sum(t.numel() for t in float_tensors(model, names).values())
     return -(-bits // 8) + 4 * floats
