@@ -25,7 +25,7 @@ def test_device_does_not_change_the_cached_base_model_key(write_config) -> None:
     assert base_key(load_config(path)) == base_key(load_config(path, ["train.device=auto"]))
 
 
-@pytest.mark.skipif(not NO_CUDA, reason="checks the error for a machine without CUDA; this one has it")
+@pytest.mark.skipif(not NO_CUDA, reason="checks the error seen without CUDA; this machine has it")
 def test_asking_for_cuda_without_one_is_a_one_line_error(write_config, capsys) -> None:
     with pytest.raises(ConfigError, match="train.device.*PyTorch sees none"):
         resolve_device("cuda")
