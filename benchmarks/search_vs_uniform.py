@@ -36,14 +36,14 @@ def run(argv: list[str]) -> None:
 
 
 def versus(config: str, overrides: list[str], top: int) -> dict[str, object]:
-    from autocompress.cli import _prepare
+    from autocompress.cli import _prepare, _run_config
     from autocompress.search.export import export_best_of
     from autocompress.search.pareto import best_trials
 
     sets = [x for o in overrides for x in ("--set", o)]
     cfg = load_config(config, overrides)
     run(["search", config, *sets])
-    cfg = load_config(cfg.run_dir / "config.yaml", [])  # as the search wrote it
+    cfg = _run_config(cfg.run_dir, [], cfg.search.study)  # as the search wrote it
     recs = records(load_study(cfg))
     splits, base, profile = _prepare(cfg)
     out: dict[str, object] = {}
@@ -52,7 +52,8 @@ def versus(config: str, overrides: list[str], top: int) -> dict[str, object]:
         ("uniform", [r for r in recs if r.baseline]),
     ):
         candidates = best_trials(pool, None, top)
-        target = cfg.run_dir / f"bench-{label}"
+        study = f"{cfg.search.study}-" if cfg.search.study else ""
+        target = cfg.run_dir / f"bench-{study}{label}"
         report = export_best_of(
             cfg, splits, base, profile, candidates, target, cfg.finetune.export_epochs
         )
