@@ -111,6 +111,8 @@ class FinetuneConfig:
     export_epochs: float = _check(
         lambda x: x >= 0, "a number of epochs >= 0 (the longer fine-tune of `export`)", 2.0
     )
+    # data order of the fine-tunes (null: train.seed); the cached base model stays the same
+    seed: int | None = _check(lambda x: x >= 0, "an integer >= 0, or null for train.seed", None)
 
 
 @dataclass(frozen=True)
@@ -252,6 +254,11 @@ class Config:
     @property
     def run_dir(self) -> Path:
         return Path(self.runs_root) / self.name
+
+    @property
+    def finetune_seed(self) -> int:
+        """Seed of the compressed models' fine-tunes: ``finetune.seed``, else ``train.seed``."""
+        return self.train.seed if self.finetune.seed is None else self.finetune.seed
 
     def to_dict(self) -> dict[str, Any]:
         """Plain mapping that :func:`parse_config` turns back into an equal Config."""

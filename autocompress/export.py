@@ -116,7 +116,7 @@ def compress_and_export(
             splits,
             ft_cfg,
             cfg.data.batch_size,
-            cfg.train.seed,
+            cfg.finetune_seed,
             callback=log_progress(log),
             device=device,
         )
@@ -133,7 +133,7 @@ def compress_and_export(
             splits,
             half,
             cfg.data.batch_size,
-            cfg.train.seed,
+            cfg.finetune_seed,
             callback=log_progress(log),
             device=device,
         )
@@ -147,7 +147,7 @@ def compress_and_export(
             splits,
             half,
             cfg.data.batch_size,
-            cfg.train.seed + 1,
+            cfg.finetune_seed + 1,
             callback=log_progress(log),
             device=device,
         )

@@ -6,7 +6,9 @@ Part ``versus``: runs (or resumes — ``make demo`` runs the same study) the con
 takes its best searched trials and its uniform baselines (all scored on validation after the
 same short fine-tune, within the same budget), exports the ``--top`` best of each side with the
 same longer fine-tune, keeps on each side the one with the best validation accuracy after it
-(``autocompress export --best --top K``), and prints their test accuracies.
+(``autocompress export --best --top K``), and prints their test accuracies. With
+``--export-seeds N`` the two chosen policies are exported again with N − 1 other fine-tune seeds
+(``finetune.seed``), giving the gain's mean and spread over fine-tune noise.
 
 Part ``hypervolume``: for each seed, a TPE study and a random study of the same number of
 trials (no uniform baselines, so every trial comes from the sampler), in the same run
@@ -21,6 +23,7 @@ import argparse
 import json
 import statistics
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from autocompress.cli import main
@@ -35,9 +38,9 @@ def run(argv: list[str]) -> None:
         raise SystemExit(f"`autocompress {' '.join(argv)}` exited {code}")
 
 
-def versus(config: str, overrides: list[str], top: int) -> dict[str, object]:
+def versus(config: str, overrides: list[str], top: int, export_seeds: int = 1) -> dict[str, object]:
     from autocompress.cli import _prepare, _run_config
-    from autocompress.search.export import export_best_of
+    from autocompress.search.export import export_best_of, export_trial
     from autocompress.search.pareto import best_trials
 
     sets = [x for o in overrides for x in ("--set", o)]
@@ -47,12 +50,12 @@ def versus(config: str, overrides: list[str], top: int) -> dict[str, object]:
     recs = records(load_study(cfg))
     splits, base, profile = _prepare(cfg)
     out: dict[str, object] = {}
+    study = f"{cfg.search.study}-" if cfg.search.study else ""
     for label, pool in (
         ("searched", [r for r in recs if not r.baseline]),
         ("uniform", [r for r in recs if r.baseline]),
     ):
         candidates = best_trials(pool, None, top)
-        study = f"{cfg.search.study}-" if cfg.search.study else ""
         target = cfg.run_dir / f"bench-{study}{label}"
         report = export_best_of(
             cfg, splits, base, profile, candidates, target, cfg.finetune.export_epochs
@@ -73,6 +76,26 @@ def versus(config: str, overrides: list[str], top: int) -> dict[str, object]:
     s, u = out["searched"], out["uniform"]
     assert isinstance(s, dict) and isinstance(u, dict)
     out["gain_points"] = 100 * (s["test_accuracy"] - u["test_accuracy"])
+    if export_seeds > 1:  # the two chosen policies again, with other fine-tune data orders
+        seeds = [cfg.finetune_seed + i for i in range(export_seeds)]
+        for label, side in (("searched", s), ("uniform", u)):
+            record = next(r for r in recs if r.number == side["trial"])
+            tests = [side["test_accuracy"]]
+            for seed in seeds[1:]:
+                seeded = replace(cfg, finetune=replace(cfg.finetune, seed=seed))
+                target = cfg.run_dir / f"bench-{study}{label}" / "seeds" / f"seed-{seed}"
+                report = export_trial(
+                    seeded, splits, base, profile, record, target, cfg.finetune.export_epochs
+                )
+                tests.append(report["accuracy"])
+            side["test_accuracy_seeds"] = dict(zip(seeds, tests, strict=True))
+        gains = [
+            100 * (a - b)
+            for a, b in zip(
+                s["test_accuracy_seeds"].values(), u["test_accuracy_seeds"].values(), strict=True
+            )
+        ]
+        out["gain_points_seeds"] = {"mean": statistics.mean(gains), "std": statistics.stdev(gains)}
     print(f"\n== searched vs best uniform (same budget, same fine-tunes, top {top} each) ==")
     for label in ("searched", "uniform"):
         r = out[label]
@@ -83,6 +106,19 @@ def versus(config: str, overrides: list[str], top: int) -> dict[str, object]:
             f"MACs {r['macs_ratio']:.3f}×  latency(b64) {r['latency_ratio_b64']:.2f}×"
         )
     print(f"gain: {out['gain_points']:+.2f} points of test accuracy")
+    if export_seeds > 1:
+        for label in ("searched", "uniform"):
+            r = out[label]
+            assert isinstance(r, dict)
+            values = list(r["test_accuracy_seeds"].values())
+            print(
+                f"{label:9s} trial {r['trial']:3d}  test over {export_seeds} fine-tune seeds: "
+                + ", ".join(f"{v:.2%}" for v in values)
+                + f"  mean {statistics.mean(values):.2%}"
+            )
+        g = out["gain_points_seeds"]
+        assert isinstance(g, dict)
+        print(f"gain over the seeds: {g['mean']:+.2f} ± {g['std']:.2f} points (mean ± sd)")
     return out
 
 
@@ -159,6 +195,12 @@ def main_cli() -> None:
     parser.add_argument("--trials", type=int, default=40, help="trials per sampler study")
     parser.add_argument("--top", type=int, default=3, help="candidates exported per side")
     parser.add_argument(
+        "--export-seeds",
+        type=int,
+        default=1,
+        help="export each side's chosen policy with this many fine-tune seeds (finetune.seed)",
+    )
+    parser.add_argument(
         "--samplers", nargs="+", default=["tpe", "random"], help="samplers compared (and rl)"
     )
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
@@ -166,7 +208,7 @@ def main_cli() -> None:
     args = parser.parse_args()
     results: dict[str, object] = {}
     if args.part in ("versus", "all"):
-        results["versus"] = versus(args.config, args.set, args.top)
+        results["versus"] = versus(args.config, args.set, args.top, args.export_seeds)
     if args.part in ("hypervolume", "all"):
         results["samplers"] = samplers(
             args.config, args.set, args.seeds, args.trials, args.samplers

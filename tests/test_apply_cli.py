@@ -113,3 +113,23 @@ def test_a_diverging_fine_tune_exits_1_with_one_line(write_config, tmp_path, cap
     assert code == 1
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "lower the learning rate" in err
+
+
+def test_finetune_seed_changes_only_the_fine_tune(write_config, tmp_path) -> None:
+    """`finetune.seed` reorders the fine-tune's data (the base model is reused, not retrained);
+    the same seed reproduces the same compressed model."""
+    config = write_config({"finetune": {"steps": 20}})
+    policy = tmp_path / "policy.yaml"
+    policy.write_text("model: tests.tiny_models:tiny_resnet\nlayers:\n  conv_a: {prune: 0.5}\n")
+
+    def apply(out: str, *sets: str) -> dict[str, torch.Tensor]:
+        argv = ["apply", str(config), "--policy", str(policy), "--out", str(tmp_path / out)]
+        assert main([*argv, *(x for s in sets for x in ("--set", s))]) == 0
+        return torch.load(tmp_path / out / "model.pt", weights_only=True)["state_dict"]
+
+    default, again = apply("default"), apply("seed0", "finetune.seed=0")  # train.seed is 0
+    other = apply("seed1", "finetune.seed=1")
+    bases = list((tmp_path / "runs").rglob("base-*.pt"))
+    assert len(bases) == 1  # one cached base model for the three runs
+    assert all(torch.equal(default[k], again[k]) for k in default)
+    assert any(not torch.equal(default[k], other[k]) for k in default if k.endswith("weight"))

@@ -160,7 +160,7 @@ def _evaluate(
         ctx.splits,
         cfg.finetune,
         cfg.data.batch_size,
-        cfg.train.seed,
+        cfg.finetune_seed,
         callback=callback,
         device=resolve_device(cfg.train.device),
     )
