@@ -28,7 +28,13 @@ from pathlib import Path
 import numpy as np
 
 from autocompress.checkpoint import load_checkpoint
-from autocompress.compress.pack import GAP_WIDTHS, Encoded, encode_model, huffman_bits
+from autocompress.compress.pack import (
+    GAP_WIDTHS,
+    Encoded,
+    encode_model,
+    huffman_bits,
+    huffman_lengths,
+)
 from autocompress.policy import Policy
 
 LENGTH_BITS = 5  # a canonical Huffman table stores one code length per symbol
@@ -39,26 +45,6 @@ def entropy(symbols: np.ndarray) -> float:
     counts = np.array(list(Counter(symbols.tolist()).values()), float)
     p = counts / counts.sum()
     return float(-(p * np.log2(p)).sum())
-
-
-def huffman_lengths(symbols: np.ndarray) -> tuple[Counter[int], dict[int, int]]:
-    import heapq
-
-    counts = Counter(symbols.tolist())
-    if len(counts) == 1:
-        return counts, {next(iter(counts)): 1}
-    lengths = {s: 0 for s in counts}
-    heap = [(c, i, [s]) for i, (s, c) in enumerate(counts.items())]
-    heapq.heapify(heap)
-    tie = len(heap)
-    while len(heap) > 1:
-        c1, _, s1 = heapq.heappop(heap)
-        c2, _, s2 = heapq.heappop(heap)
-        for s in s1 + s2:
-            lengths[s] += 1
-        heapq.heappush(heap, (c1 + c2, tie, s1 + s2))
-        tie += 1
-    return counts, lengths
 
 
 def canonical_bits(e: Encoded, centroid_bits: int) -> int:

@@ -223,25 +223,28 @@ def _relative(gaps: np.ndarray, symbols: np.ndarray, e: Encoded, width: int) -> 
     return _huffman_total(gap_symbols, width) + coded
 
 
+def huffman_lengths(symbols: np.ndarray) -> tuple[Counter[int], dict[int, int]]:
+    """Each symbol's count and its Huffman code length (one bit for a lone symbol)."""
+    counts = Counter(symbols.tolist())
+    if len(counts) <= 1:
+        return counts, {s: 1 for s in counts}
+    lengths = {s: 0 for s in counts}
+    heap = [(c, i, [s]) for i, (s, c) in enumerate(counts.items())]
+    heapq.heapify(heap)
+    tie = len(heap)
+    while len(heap) > 1:
+        c1, _, s1 = heapq.heappop(heap)
+        c2, _, s2 = heapq.heappop(heap)
+        for s in s1 + s2:
+            lengths[s] += 1
+        heapq.heappush(heap, (c1 + c2, tie, s1 + s2))
+        tie += 1
+    return counts, lengths
+
+
 def _huffman_total(symbols: np.ndarray, symbol_bits: int) -> int:
     """Bits of the Huffman-coded symbols plus the code table (symbol and code length each)."""
-    counts = Counter(symbols.tolist())
-    if not counts:
-        return 0
-    if len(counts) == 1:
-        lengths = {next(iter(counts)): 1}
-    else:
-        lengths = {s: 0 for s in counts}
-        heap = [(c, i, [s]) for i, (s, c) in enumerate(counts.items())]
-        heapq.heapify(heap)
-        tie = len(heap)
-        while len(heap) > 1:
-            c1, _, s1 = heapq.heappop(heap)
-            c2, _, s2 = heapq.heappop(heap)
-            for s in s1 + s2:
-                lengths[s] += 1
-            heapq.heappush(heap, (c1 + c2, tie, s1 + s2))
-            tie += 1
+    counts, lengths = huffman_lengths(symbols)
     coded = sum(counts[s] * lengths[s] for s in counts)
     return coded + len(counts) * (symbol_bits + 8)
 
