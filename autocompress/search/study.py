@@ -10,16 +10,19 @@ from __future__ import annotations
 import datetime
 import os
 import socket
+import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import optuna
+from optuna.exceptions import OptunaError
 from optuna.storages._heartbeat import is_heartbeat_enabled
 from optuna.storages.journal import JournalFileBackend
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
+from sqlalchemy.exc import SQLAlchemyError
 
 from autocompress.config import Config
 from autocompress.errors import AutocompressError
@@ -62,15 +65,36 @@ def make_storage(cfg: Config) -> optuna.storages.BaseStorage:
                 "search.storage is 'journal', 'journal:PATH' or a database URL such as "
                 "sqlite:///PATH or postgresql://user:password@host/db"
             )
-        with warnings.catch_warnings():  # heartbeats are marked experimental in Optuna
-            warnings.simplefilter("ignore")
-            return optuna.storages.RDBStorage(
-                url,
-                heartbeat_interval=cfg.search.heartbeat or None,
-                grace_period=2 * cfg.search.heartbeat or None,
-            )
-    except (ImportError, ValueError, OSError, optuna.exceptions.OptunaError) as exc:
-        raise AutocompressError(f"cannot open the study at {url}: {exc}") from None
+        return _rdb_storage(url, cfg.search.heartbeat)
+    except (ImportError, ValueError, OSError, OptunaError, SQLAlchemyError) as exc:
+        # a database error's own message, without SQLAlchemy's wrapping and links
+        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+        raise AutocompressError(f"cannot open the study at {url}: {reason}") from None
+
+
+SCHEMA_ATTEMPTS = 8
+
+
+def _rdb_storage(url: str, heartbeat: int) -> optuna.storages.RDBStorage:
+    """Optuna's database storage. Workers started together on an empty database race to create
+    its tables and enum types; the ones that lose get a duplicate-key or already-exists error
+    and try again, finding the schema made."""
+    from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
+
+    for attempt in range(SCHEMA_ATTEMPTS):
+        try:
+            with warnings.catch_warnings():  # heartbeats are marked experimental in Optuna
+                warnings.simplefilter("ignore")
+                return optuna.storages.RDBStorage(
+                    url, heartbeat_interval=heartbeat or None, grace_period=2 * heartbeat or None
+                )
+        except (IntegrityError, ProgrammingError, OperationalError) as exc:
+            # PostgreSQL: a duplicate enum type or table; SQLite: "table ... already exists"
+            racing = not isinstance(exc, OperationalError) or "already exists" in str(exc)
+            if not racing or attempt == SCHEMA_ATTEMPTS - 1:
+                raise
+            time.sleep(0.1 * (attempt + 1))
+    raise AssertionError("unreachable")
 
 
 def study_name(cfg: Config) -> str:
@@ -107,7 +131,7 @@ def open_study(
         created = True
     except optuna.exceptions.DuplicatedStudyError:
         study, created = optuna.load_study(**kwargs, sampler=sampler, pruner=pruner), False
-    except (ImportError, ValueError, optuna.exceptions.OptunaError) as exc:
+    except (ImportError, ValueError, OptunaError) as exc:
         raise AutocompressError(f"cannot open the study at {url}: {exc}") from None
     wanted = ["accuracy", *cfg.search.objectives]
     if created:

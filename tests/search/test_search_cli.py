@@ -169,6 +169,7 @@ def test_latency_budget_is_measured_per_trial(write_config, tmp_path) -> None:
         (["--workers", "2"], {}, "config key 'search.workers': got 2; 1 with search.backend local"),
         (["--backend", "ray", "--sampler", "rl"], {}, "one episode at a time"),
         (["--storage", "mysql-ish"], {}, "search.storage is 'journal', 'journal:PATH' or a"),
+        (["--storage", "sqlite:////no/such/dir/study.db"], {}, "cannot open the study at"),
     ],
 )
 def test_bad_search_input_is_one_clear_line(

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections import Counter
@@ -131,3 +132,47 @@ def test_a_silent_worker_elsewhere_is_failed_by_its_heartbeat(write_config) -> N
     retry = [t for t in after.values() if t.user_attrs.get("retry_of") == silent.number]
     assert len(retry) == 1 and retry[0].state == TrialState.WAITING
     assert retry[0].system_attrs["fixed_params"] == silent.params
+
+
+def test_workers_creating_the_schema_at_once_all_open_the_storage(write_config) -> None:
+    """Workers started together on an empty database race to create Optuna's tables and enum
+    types; every one of them must open the storage (the loser of the race retries)."""
+    import sqlalchemy
+
+    url = postgres_url()
+    schema = f"race_{uuid.uuid4().hex[:8]}"  # an empty namespace: the race of a fresh database
+    engine = sqlalchemy.create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(sqlalchemy.text(f"CREATE SCHEMA {schema}"))
+    fresh = f"{url}?options=-csearch_path%3D{schema}"
+    cfg = load_config(write_config(SHARED), [f"search.storage={fresh}"])
+    workers = 6
+    barrier = threading.Barrier(workers)
+    errors: list[BaseException] = []
+
+    def open_storage() -> None:
+        barrier.wait()
+        try:
+            make_storage(cfg)
+        except BaseException as exc:  # reported by the assertion below
+            errors.append(exc)
+
+    try:
+        threads = [threading.Thread(target=open_storage) for _ in range(workers)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=120)
+        assert not errors, errors
+        with engine.connect() as conn:
+            tables = conn.execute(
+                sqlalchemy.text(
+                    "SELECT count(*) FROM information_schema.tables WHERE table_schema = :s"
+                ),
+                {"s": schema},
+            ).scalar_one()
+        assert tables > 0  # the schema holds Optuna's tables, created once
+    finally:
+        with engine.begin() as conn:
+            conn.execute(sqlalchemy.text(f"DROP SCHEMA {schema} CASCADE"))
+        engine.dispose()
