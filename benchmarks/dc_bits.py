@@ -34,6 +34,7 @@ from autocompress.compress.pack import (
     encode_model,
     huffman_bits,
     huffman_lengths,
+    relative_entries,
 )
 from autocompress.policy import Policy
 
@@ -53,11 +54,8 @@ def canonical_bits(e: Encoded, centroid_bits: int) -> int:
     gaps = np.diff(np.flatnonzero(e.keep), prepend=-1)
     best = None
     for width in GAP_WIDTHS:
-        limit = 2**width - 1
-        fillers = ((gaps - 1) // limit).astype(np.int64)
-        count = int(fillers.sum())
-        gap_symbols = np.concatenate([np.full(count, limit), gaps - fillers * limit])
-        values = np.concatenate([np.full(count, -1), kept.astype(np.int64)])  # -1: filler
+        # filler entries get a symbol of their own: the value table maps symbols to centroids
+        gap_symbols, values = relative_entries(gaps, kept.astype(np.int64), width, filler=-1)
         total = 4  # the gap width
         for symbols, is_gap in ((gap_symbols, True), (values, False)):
             counts, lengths = huffman_lengths(symbols)

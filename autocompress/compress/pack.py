@@ -213,12 +213,21 @@ def huffman_bits(encoded: list[Encoded], bias: np.ndarray | None) -> int:
     return total
 
 
-def _relative(gaps: np.ndarray, symbols: np.ndarray, e: Encoded, width: int) -> int:
+def relative_entries(
+    gaps: np.ndarray, symbols: np.ndarray, width: int, filler: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """(gap, value) entries of a relative index ``width`` bits wide: a gap longer than it
+    allows takes filler entries (the longest gap, value ``filler``) before its own."""
     limit = 2**width - 1
-    fillers = ((gaps - 1) // limit).astype(np.int64)  # extra entries for long gaps
+    fillers = ((gaps - 1) // limit).astype(np.int64)
     count = int(fillers.sum())
     gap_symbols = np.concatenate([np.full(count, limit), gaps - fillers * limit])
-    values = np.concatenate([np.zeros(count, np.uint64), symbols])
+    values = np.concatenate([np.full(count, filler, symbols.dtype), symbols])
+    return gap_symbols, values
+
+
+def _relative(gaps: np.ndarray, symbols: np.ndarray, e: Encoded, width: int) -> int:
+    gap_symbols, values = relative_entries(gaps, symbols, width)
     coded = _huffman_total(values, e.bits) if e.huffman else values.size * e.bits
     return _huffman_total(gap_symbols, width) + coded
 

@@ -22,7 +22,7 @@ from optuna.storages._heartbeat import is_heartbeat_enabled
 from optuna.storages.journal import JournalFileBackend
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError, SQLAlchemyError
 
 from autocompress.config import Config
 from autocompress.errors import AutocompressError
@@ -79,22 +79,23 @@ def _rdb_storage(url: str, heartbeat: int) -> optuna.storages.RDBStorage:
     """Optuna's database storage. Workers started together on an empty database race to create
     its tables and enum types; the ones that lose get a duplicate-key or already-exists error
     and try again, finding the schema made."""
-    from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 
-    for attempt in range(SCHEMA_ATTEMPTS):
+    def open_storage() -> optuna.storages.RDBStorage:
+        with warnings.catch_warnings():  # heartbeats are marked experimental in Optuna
+            warnings.simplefilter("ignore")
+            return optuna.storages.RDBStorage(
+                url, heartbeat_interval=heartbeat or None, grace_period=2 * heartbeat or None
+            )
+
+    for attempt in range(SCHEMA_ATTEMPTS - 1):
         try:
-            with warnings.catch_warnings():  # heartbeats are marked experimental in Optuna
-                warnings.simplefilter("ignore")
-                return optuna.storages.RDBStorage(
-                    url, heartbeat_interval=heartbeat or None, grace_period=2 * heartbeat or None
-                )
+            return open_storage()
         except (IntegrityError, ProgrammingError, OperationalError) as exc:
             # PostgreSQL: a duplicate enum type or table; SQLite: "table ... already exists"
-            racing = not isinstance(exc, OperationalError) or "already exists" in str(exc)
-            if not racing or attempt == SCHEMA_ATTEMPTS - 1:
+            if isinstance(exc, OperationalError) and "already exists" not in str(exc):
                 raise
             time.sleep(0.1 * (attempt + 1))
-    raise AssertionError("unreachable")
+    return open_storage()
 
 
 def study_name(cfg: Config) -> str:
