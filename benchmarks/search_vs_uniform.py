@@ -6,7 +6,8 @@ Part ``versus``: runs (or resumes — ``make demo`` runs the same study) the con
 takes its best searched trials and its uniform baselines (all scored on validation after the
 same short fine-tune, within the same budget), exports the ``--top`` best of each side with the
 same longer fine-tune, keeps on each side the one with the best validation accuracy after it
-(``autocompress export --best --top K``), and prints their test accuracies. With
+(``autocompress export --best --top K``), and prints their test accuracies (and every
+candidate's, to show how far the validation choice is from the best one on test). With
 ``--export-seeds N`` the two chosen policies are exported again with N − 1 other fine-tune seeds
 (``finetune.seed``), giving the gain's mean and spread over fine-tune noise.
 
@@ -61,6 +62,9 @@ def versus(config: str, overrides: list[str], top: int, export_seeds: int = 1) -
             cfg, splits, base, profile, candidates, target, cfg.finetune.export_epochs
         )
         chosen = next(r for r in candidates if r.number == report["trial"])
+        for c in report["candidates"]:  # test accuracies: for reading the choice, not making it
+            written = target / "candidates" / f"trial-{c['trial']}" / "report.json"
+            c["test_accuracy"] = json.loads(written.read_text())["accuracy"]
         out[label] = {
             "trial": report["trial"],
             "baseline": chosen.baseline,
@@ -106,6 +110,16 @@ def versus(config: str, overrides: list[str], top: int, export_seeds: int = 1) -
             f"MACs {r['macs_ratio']:.3f}×  latency(b64) {r['latency_ratio_b64']:.2f}×"
         )
     print(f"gain: {out['gain_points']:+.2f} points of test accuracy")
+    for label in ("searched", "uniform"):
+        r = out[label]
+        assert isinstance(r, dict)
+        print(
+            f"{label:9s} candidates (val after export / test): "
+            + ", ".join(
+                f"trial {c['trial']} {c['val_accuracy']:.2%} / {c['test_accuracy']:.2%}"
+                for c in r["candidates"]
+            )
+        )
     if export_seeds > 1:
         for label in ("searched", "uniform"):
             r = out[label]
