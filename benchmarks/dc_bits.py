@@ -51,7 +51,7 @@ def entropy(symbols: np.ndarray) -> float:
 def canonical_bits(e: Encoded, centroid_bits: int) -> int:
     """Relative indices (best gap width) and values, Huffman-coded with canonical tables."""
     kept = e.symbols[e.keep]
-    gaps = np.diff(np.flatnonzero(e.keep), prepend=-1)
+    gaps = e.gaps
     best = None
     for width in GAP_WIDTHS:
         # filler entries get a symbol of their own: the value table maps symbols to centroids
@@ -96,8 +96,7 @@ def main() -> None:
         bias_count += 0 if bias is None else bias.size
         for e in tensors:
             kept = e.symbols[e.keep]
-            gaps = np.diff(np.flatnonzero(e.keep), prepend=-1)
-            h_value, h_gap = entropy(kept), entropy(gaps)
+            h_value, h_gap = entropy(kept), entropy(e.gaps)
             entropy_bits += kept.size * (h_value + h_gap)
             codebooks += sum(v.size for v, _ in e.side)
             used = len(set(kept.tolist()))

@@ -45,6 +45,11 @@ class Encoded:
     huffman: bool  # whether the symbols are codes worth entropy coding (not raw floats)
 
     @property
+    def gaps(self) -> np.ndarray:
+        """Distance from each kept position to the previous one (row-major, the first from -1)."""
+        return np.diff(np.flatnonzero(self.keep), prepend=-1)
+
+    @property
     def sparse(self) -> bool:
         return sparse_storage(self.keep.size, int(self.keep.sum()), self.bits, self.dense_bits)
 
@@ -208,8 +213,7 @@ def huffman_bits(encoded: list[Encoded], bias: np.ndarray | None) -> int:
         if e.keep.all():
             total += _huffman_total(symbols, e.bits) if e.huffman else symbols.size * e.bits
             continue
-        gaps = np.diff(np.flatnonzero(e.keep), prepend=-1)
-        total += GAP_HEADER_BITS + min(_relative(gaps, symbols, e, w) for w in GAP_WIDTHS)
+        total += GAP_HEADER_BITS + min(_relative(e.gaps, symbols, e, w) for w in GAP_WIDTHS)
     return total
 
 
