@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import re
 import types
 import typing
@@ -27,6 +28,8 @@ from typing import Any, Literal
 import yaml
 
 from autocompress.errors import ConfigError
+from autocompress.redact import strip_password
+from autocompress.yamlio import load_yaml
 
 METRICS = ("macs", "params", "bitops", "size_bytes", "latency_ms")
 SAMPLERS = ("tpe", "nsga2", "gp", "cmaes", "random", "rl")
@@ -46,6 +49,19 @@ def _check(check: Callable[[Any], bool], allowed: str, default: Any = dataclasse
 
 def _positive(x: float) -> bool:
     return x > 0
+
+
+def _between(low: float, high: float, low_open: bool = False) -> Callable[[float], bool]:
+    """A range check; every numeric key has a finite one, so no value allocates without end."""
+    return lambda x: (low < x if low_open else low <= x) and x <= high
+
+
+# Upper bounds: far above any real use, low enough that a typo fails at once.
+MAX_SEED = 2**32 - 1
+MAX_EPOCHS = 100_000
+MAX_THREADS = 4096
+MAX_BATCH = 1_000_000
+SEED = _check(_between(0, MAX_SEED), f"an integer in [0, {MAX_SEED}]", 0)
 
 
 @dataclass(frozen=True)
@@ -70,12 +86,14 @@ class DataConfig(_Source):
 
     root: str = "data"
     val_size: int = _check(
-        lambda n: n >= 0, "an integer >= 0 (images held out for validation)", 5000
+        _between(0, 10**9), "an integer in [0, 1e9] (images held out for validation)", 5000
     )
-    batch_size: int = _check(_positive, "an integer > 0", 128)
+    batch_size: int = _check(_between(1, MAX_BATCH), f"an integer in [1, {MAX_BATCH}]", 128)
     # train on this many of the training images (a fixed random subset), null for all of them:
     # reduced runs of large datasets on small machines
-    train_size: int | None = _check(_positive, "an integer > 0, or null for every image", None)
+    train_size: int | None = _check(
+        _between(1, 10**9), "an integer in [1, 1e9], or null for every image", None
+    )
     augment: bool | None = None  # None: the dataset's default (crop + flip for CIFAR-10)
 
 
@@ -83,14 +101,16 @@ class DataConfig(_Source):
 class TrainConfig:
     """Base-model training."""
 
-    epochs: int = _check(_positive, "an integer > 0", 10)
-    lr: float = _check(_positive, "a number > 0", 0.05)
+    epochs: int = _check(_between(1, MAX_EPOCHS), f"an integer in [1, {MAX_EPOCHS}]", 10)
+    lr: float = _check(_between(0, 1e6, low_open=True), "a number in (0, 1e6]", 0.05)
     momentum: float = _check(lambda x: 0 <= x < 1, "a number in [0, 1)", 0.9)
-    weight_decay: float = _check(lambda x: x >= 0, "a number >= 0", 5e-4)
+    weight_decay: float = _check(_between(0, 1), "a number in [0, 1]", 5e-4)
     optimizer: Literal["sgd", "adam"] = "sgd"
     schedule: Literal["cosine", "constant"] = "cosine"
-    seed: int = 0
-    threads: int | None = _check(_positive, "an integer > 0, or null for all cores", None)
+    seed: int = SEED
+    threads: int | None = _check(
+        _between(1, MAX_THREADS), f"an integer in [1, {MAX_THREADS}], or null for all cores", None
+    )
     # where training, fine-tuning and evaluation run: cpu, cuda, cuda:N, or auto (a GPU if any)
     device: str = _check(
         lambda d: re.fullmatch(r"cpu|auto|cuda(:\d+)?", d) is not None,
@@ -103,16 +123,22 @@ class TrainConfig:
 class FinetuneConfig:
     """Short fine-tune of each compressed candidate, distilled from the base model."""
 
-    epochs: float = _check(lambda x: x >= 0, "a number of epochs >= 0", 1.0)
-    steps: int | None = _check(_positive, "an integer > 0, or null to use epochs", None)
-    lr: float = _check(_positive, "a number > 0", 0.01)
+    epochs: float = _check(_between(0, MAX_EPOCHS), f"a number of epochs in [0, {MAX_EPOCHS}]", 1.0)
+    steps: int | None = _check(
+        _between(1, 10**9), "an integer in [1, 1e9], or null to use epochs", None
+    )
+    lr: float = _check(_between(0, 1e6, low_open=True), "a number in (0, 1e6]", 0.01)
     distill_weight: float = _check(lambda x: 0 <= x <= 1, "a number in [0, 1]", 0.5)
-    temperature: float = _check(_positive, "a number > 0", 4.0)
+    temperature: float = _check(_between(0, 1000, low_open=True), "a number in (0, 1000]", 4.0)
     export_epochs: float = _check(
-        lambda x: x >= 0, "a number of epochs >= 0 (the longer fine-tune of `export`)", 2.0
+        _between(0, MAX_EPOCHS),
+        f"a number of epochs in [0, {MAX_EPOCHS}] (the longer fine-tune of `export`)",
+        2.0,
     )
     # data order of the fine-tunes (null: train.seed); the cached base model stays the same
-    seed: int | None = _check(lambda x: x >= 0, "an integer >= 0, or null for train.seed", None)
+    seed: int | None = _check(
+        _between(0, MAX_SEED), f"an integer in [0, {MAX_SEED}], or null for train.seed", None
+    )
 
 
 @dataclass(frozen=True)
@@ -120,7 +146,9 @@ class CompressConfig:
     """How methods are applied: channel-importance criterion and channel rounding."""
 
     importance: Literal["l1", "l2"] = "l2"
-    round_to: int = _check(_positive, "an integer > 0 (kept channels are a multiple of it)", 1)
+    round_to: int = _check(
+        _between(1, 4096), "an integer in [1, 4096] (kept channels are a multiple of it)", 1
+    )
 
 
 def _fraction_range(low_open: bool) -> Any:
@@ -198,47 +226,57 @@ class Limit:
 
 @dataclass(frozen=True)
 class SearchConfig:
-    trials: int = _check(_positive, "an integer > 0", 40)
+    trials: int = _check(_between(1, 10**7), "an integer in [1, 1e7]", 40)
     sampler: Literal["tpe", "nsga2", "gp", "cmaes", "random", "rl"] = "tpe"
     storage: str | None = None  # None: SQLite file study.db in the run directory
     # several studies can share a run directory (and its base model); None: the run's name
     study: str | None = _check(
-        lambda s: re.fullmatch(r"[A-Za-z0-9][\w.-]*", s) is not None,
-        "letters, digits, '_', '-', '.'",
+        lambda s: re.fullmatch(r"[A-Za-z0-9][\w.-]{0,99}", s) is not None,
+        "up to 100 letters, digits, '_', '-', '.'",
         None,
     )
-    seed: int = 0
+    seed: int = SEED
     # cost metrics minimised next to accuracy (a Pareto front); empty: maximise accuracy only
     objectives: list[Literal["macs", "params", "bitops", "size_bytes", "latency_ms"]] = field(
         default_factory=list
     )
     pruner: Literal["median", "none"] = "median"  # stops poor fine-tunes (single objective)
     project: bool = True  # move over-budget candidates toward more compression (AMC)
-    uniform: int = _check(lambda n: n >= 0, "an integer >= 0", 3)  # uniform baselines enqueued
+    uniform: int = _check(
+        _between(0, 1000), "an integer in [0, 1000]", 3
+    )  # uniform baselines enqueued
     # the RL agent (sampler: rl): reward, and episodes of random actions before it learns
     rl_reward: Literal["accuracy", "amc"] = "accuracy"
-    rl_warmup: int = _check(lambda n: n >= 0, "an integer >= 0", 10)
-    latency_batch: int = _check(_positive, "an integer > 0", 64)
-    latency_threads: int = _check(_positive, "an integer > 0", 1)
+    rl_warmup: int = _check(_between(0, 10**7), "an integer in [0, 1e7]", 10)
+    latency_batch: int = _check(_between(1, 65536), "an integer in [1, 65536]", 64)
+    latency_threads: int = _check(_between(1, MAX_THREADS), f"an integer in [1, {MAX_THREADS}]", 1)
     # seconds between a worker's heartbeats on a database storage; a RUNNING trial silent for
     # twice as long belongs to a dead worker and is retried (0: no heartbeats)
-    heartbeat: int = _check(lambda n: n >= 0, "an integer >= 0 (seconds; 0 turns it off)", 30)
+    heartbeat: int = _check(
+        _between(0, 86400), "an integer in [0, 86400] (seconds; 0 turns it off)", 30
+    )
     # where trials run: this process ("local"), or Ray Tune trials on a local or existing cluster
     backend: Literal["local", "ray"] = "local"
-    workers: int = _check(_positive, "an integer > 0 (concurrent Ray trials)", 1)
+    workers: int = _check(
+        _between(1, 100_000), "an integer in [1, 100000] (concurrent Ray trials)", 1
+    )
     ray_address: str | None = None  # None: start a local Ray runtime with workers × cpus
     scheduler: Literal["fifo", "asha"] = "fifo"  # asha: stop poor fine-tunes early (Ray)
     cpus_per_trial: int | None = _check(
-        _positive, "an integer > 0, or null for the cores divided by the workers", None
+        _between(1, MAX_THREADS),
+        f"an integer in [1, {MAX_THREADS}], or null for the cores divided by the workers",
+        None,
     )
-    gpus_per_trial: float = _check(lambda x: x >= 0, "a number >= 0 (fractions share a GPU)", 0.0)
+    gpus_per_trial: float = _check(
+        _between(0, 64), "a number in [0, 64] (fractions share a GPU)", 0.0
+    )
 
 
 @dataclass(frozen=True)
 class Config:
     name: str = _check(
-        lambda s: re.fullmatch(r"[A-Za-z0-9][\w.-]*", s) is not None,
-        "letters, digits, '_', '-', '.' (it names the run directory)",
+        lambda s: re.fullmatch(r"[A-Za-z0-9][\w.-]{0,99}", s) is not None,
+        "up to 100 letters, digits, '_', '-', '.' (it names the run directory)",
     )
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
@@ -261,8 +299,14 @@ class Config:
         return self.train.seed if self.finetune.seed is None else self.finetune.seed
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain mapping that :func:`parse_config` turns back into an equal Config."""
+        """Plain mapping that :func:`parse_config` turns back into an equal Config.
+
+        It is what the tool writes to files, so a storage URL's password is left out (the
+        connection finds it in ``PGPASSWORD``, ``~/.pgpass`` or ``AUTOCOMPRESS_STORAGE``).
+        """
         raw = dataclasses.asdict(self)
+        if self.search.storage:
+            raw["search"]["storage"] = strip_password(self.search.storage)
         raw["budget"] = {
             k: f"{v.value * 100:g}%" if v.relative else v.value for k, v in self.budget.items()
         }
@@ -295,7 +339,7 @@ def load_config(path: str | Path, overrides: Iterable[str] = ()) -> Config:
     if not path.is_file():
         raise ConfigError("<file>", str(path), "the config file does not exist")
     try:
-        raw = yaml.safe_load(path.read_text()) or {}
+        raw = load_yaml(path.read_text()) or {}
     except yaml.YAMLError as exc:
         raise ConfigError("<file>", str(path), f"the file is not valid YAML: {exc}") from None
     if not isinstance(raw, dict):
@@ -322,7 +366,7 @@ def apply_override(raw: dict[str, Any], item: str) -> None:
             )
         node = child
     try:
-        node[parts[-1]] = yaml.safe_load(text) if text.strip() else None
+        node[parts[-1]] = load_yaml(text) if text.strip() else None
     except yaml.YAMLError:
         node[parts[-1]] = text
 
@@ -419,6 +463,8 @@ def _coerce(tp: Any, value: Any, dotted: str) -> Any:
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise ConfigError(dotted, value, "expected a number")
+        if not math.isfinite(value):
+            raise ConfigError(dotted, value, "expected a finite number (not inf or nan)")
         return float(value)
     if tp is str:
         if not isinstance(value, str):
@@ -450,6 +496,8 @@ def _limit(value: Any, key: str) -> Limit:
             raise ConfigError(key, value, "a percentage in (0%, 100%]")
         return Limit(pct / 100, relative=True)
     if isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
+        if not math.isfinite(value):
+            raise ConfigError(key, value, "a finite number > 0 (not inf), or a percentage")
         return Limit(float(value), relative=False)
     raise ConfigError(key, value, allowed)
 

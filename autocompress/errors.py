@@ -6,6 +6,16 @@ everything else is a bug and keeps its traceback.
 
 from __future__ import annotations
 
+MAX_SHOWN = 120  # characters of a value an error message shows
+
+
+def shown(value: object) -> str:
+    """``repr(value)``, cut to :data:`MAX_SHOWN` characters: a huge value stays one line."""
+    text = repr(value)
+    if len(text) <= MAX_SHOWN:
+        return text
+    return f"{text[: MAX_SHOWN - 20]}... ({len(text):,} characters)"
+
 
 class AutocompressError(Exception):
     """Base class for errors caused by user input (configs, policies, data, files)."""
@@ -16,7 +26,7 @@ class ConfigError(AutocompressError):
 
     def __init__(self, key: str, value: object, allowed: str) -> None:
         self.key, self.value, self.allowed = key, value, allowed
-        super().__init__(f"config key '{key}': got {value!r}; {allowed}")
+        super().__init__(f"config key '{key}': got {shown(value)}; {allowed}")
 
 
 class PolicyError(AutocompressError):

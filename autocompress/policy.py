@@ -20,7 +20,9 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from autocompress.errors import PolicyError
+from autocompress.errors import PolicyError, shown
+from autocompress.files import write_atomic
+from autocompress.yamlio import load_yaml
 
 if TYPE_CHECKING:
     from autocompress.cost.profile import Profile
@@ -83,9 +85,7 @@ class Policy:
         return cls(model=model, layers=layers)
 
     def save(self, path: str | Path) -> None:
-        Path(path).write_text(
-            yaml.safe_dump(self.to_dict(), sort_keys=False, default_flow_style=None)
-        )
+        write_atomic(path, yaml.safe_dump(self.to_dict(), sort_keys=False, default_flow_style=None))
 
     @classmethod
     def load(cls, path: str | Path) -> Policy:
@@ -93,7 +93,7 @@ class Policy:
         if not path.is_file():
             raise PolicyError("<file>", None, f"policy file {path} does not exist")
         try:
-            return cls.from_dict(yaml.safe_load(path.read_text()))
+            return cls.from_dict(load_yaml(path.read_text()))
         except yaml.YAMLError as exc:
             raise PolicyError("<file>", None, f"{path} is not valid YAML: {exc}") from None
 
@@ -117,21 +117,23 @@ def _check_value(layer: str, knob: str, value: Any) -> None:
     is_number = isinstance(value, int | float) and not isinstance(value, bool)
     if knob in ("prune", "sparsity"):
         if not (is_number and 0.0 <= value < 1.0):
-            raise PolicyError(layer, knob, f"got {value!r}; allowed: a fraction in [0, 1)")
+            raise PolicyError(layer, knob, f"got {shown(value)}; allowed: a fraction in [0, 1)")
     elif knob in ("w_bits", "a_bits"):
         if value not in BITS or isinstance(value, bool | float):
             raise PolicyError(
-                layer, knob, f"got {value!r}; allowed: one of {BITS} (16 and 32 keep floats)"
+                layer, knob, f"got {shown(value)}; allowed: one of {BITS} (16 and 32 keep floats)"
             )
     elif knob == "rank":
         if not (is_number and 0.0 < value <= 1.0):
-            raise PolicyError(layer, knob, f"got {value!r}; allowed: a fraction in (0, 1]")
+            raise PolicyError(layer, knob, f"got {shown(value)}; allowed: a fraction in (0, 1]")
     elif (
         knob == "clusters"
         and value is not None
         and not (isinstance(value, int) and not isinstance(value, bool) and 2 <= value <= 65536)
     ):
-        raise PolicyError(layer, knob, f"got {value!r}; allowed: an integer in [2, 65536] or null")
+        raise PolicyError(
+            layer, knob, f"got {shown(value)}; allowed: an integer in [2, 65536] or null"
+        )
 
 
 def check_policy(

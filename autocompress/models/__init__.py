@@ -14,6 +14,7 @@ import inspect
 from collections.abc import Callable, Mapping
 from typing import Any
 
+import torch
 from torch import nn
 
 from autocompress.errors import ConfigError
@@ -34,6 +35,9 @@ ZOO: dict[str, Callable[..., nn.Module]] = {
 
 # Filled from the dataset, never from model.args.
 DATA_ARGS = ("num_classes", "in_channels", "input_size")
+# Finite ranges of the zoo's numeric arguments: a typo such as width 100000 would otherwise
+# allocate until the machine runs out of memory.
+ARG_RANGES = {"width": (0.0, 16.0)}
 
 
 def check_args(name: str, args: Mapping[str, Any]) -> None:
@@ -49,6 +53,12 @@ def check_args(name: str, args: Mapping[str, Any]) -> None:
                 args[key],
                 f"unknown argument of {name}; allowed: {', '.join(allowed) or 'none'}",
             )
+        if key in ARG_RANGES:
+            low, high = ARG_RANGES[key]
+            value = args[key]
+            number = isinstance(value, int | float) and not isinstance(value, bool)
+            if not (number and low < value <= high):
+                raise ConfigError(f"model.args.{key}", value, f"a number in ({low:g}, {high:g}]")
 
 
 def model_spec(
@@ -81,6 +91,7 @@ def build_model(spec: Mapping[str, Any]) -> nn.Module:
         except (TypeError, ValueError) as exc:
             raise ConfigError("model.args", args, str(exc)) from None
     fn = load_factory(spec["factory"], "model.factory")
+    _check_size(fn, args)
     model = fn(**args)
     if not isinstance(model, nn.Module):
         raise ConfigError(
@@ -89,6 +100,33 @@ def build_model(spec: Mapping[str, Any]) -> nn.Module:
             f"must return a torch.nn.Module, returned {type(model).__name__}",
         )
     return model
+
+
+MAX_PARAMS = 4_000_000_000  # 16 GB of float32 weights: a typo, not a model for this tool
+
+
+def _check_size(fn: Callable[..., Any], args: Mapping[str, Any]) -> None:
+    """Refuse factory arguments that would allocate more than :data:`MAX_PARAMS` weights.
+
+    The model is built first on PyTorch's meta device (shapes, no memory), so a typo such as
+    ``width: 100000`` is an error naming ``model.args`` instead of minutes of swapping. A
+    factory that cannot build on the meta device is built normally.
+    """
+    try:
+        with torch.device("meta"):
+            shadow = fn(**args)
+    except Exception:  # the real build below reports the factory's own errors
+        return
+    if not isinstance(shadow, nn.Module):
+        return
+    count = sum(p.numel() for p in shadow.parameters()) + sum(b.numel() for b in shadow.buffers())
+    if count > MAX_PARAMS:
+        raise ConfigError(
+            "model.args",
+            dict(args),
+            f"the model would hold {count:,} parameters ({count * 4 / 2**30:,.0f} GiB); "
+            f"at most {MAX_PARAMS:,}",
+        )
 
 
 def load_factory(path: str, key: str) -> Callable[..., Any]:
