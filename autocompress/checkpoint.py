@@ -1,13 +1,26 @@
-"""Checkpoints: ``{format_version, model, policy, compress, state_dict, meta}``.
+"""Checkpoints: ``{format_version, model, policy, compress, state_dict, sha256, meta}``.
 
 Plain data and tensors only, so ``torch.load(path, weights_only=True)`` reads them; the package
 rebuilds the module from the model spec (and the policy, for a compressed model). No code is
-ever pickled.
+ever pickled, and loading runs none that the caller did not allow:
+
+- a zoo model (``{"name": "lenet5"}``) is always rebuilt;
+- a user factory (``{"factory": "pkg.mod:fn"}``) is imported and called only if the caller
+  allowed it: by passing the module to fill (``model=``), by naming it (``allow_factories=``,
+  which the CLI fills from the config the user pointed it at), or by listing it in the
+  ``AUTOCOMPRESS_ALLOW_FACTORIES`` environment variable (comma-separated ``module:function``).
+  Any other factory is an error that says how to allow it.
+
+The state dict's SHA-256 is stored beside it and checked on load: a file whose weights were
+altered (a flipped byte, an edited tensor) is refused instead of giving other outputs.
 """
 
 from __future__ import annotations
 
+import copy
+import hashlib
 import os
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -15,8 +28,22 @@ import torch
 from torch import nn
 
 from autocompress.errors import CheckpointError
+from autocompress.files import replace_atomic
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+READABLE_VERSIONS = (1, 2)  # version 1 (no content hash) is still read, unverified
+ALLOW_ENV = "AUTOCOMPRESS_ALLOW_FACTORIES"
+
+
+def state_dict_sha256(state_dict: Mapping[str, torch.Tensor]) -> str:
+    """SHA-256 over the names, dtypes, shapes and bytes of a state dict's tensors."""
+    digest = hashlib.sha256()
+    for name in sorted(state_dict):
+        tensor = state_dict[name].detach().cpu().contiguous()
+        digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
+        if tensor.numel():
+            digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
 
 
 def save_checkpoint(
@@ -27,27 +54,30 @@ def save_checkpoint(
     compress: dict[str, Any] | None = None,
     input_shape: tuple[int, ...] | None = None,
     meta: dict[str, Any] | None = None,
-) -> Path:
-    """Write atomically (a temporary file, then rename): a crash never leaves half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+) -> str:
+    """Write atomically (a temporary file, then rename): a crash never leaves half a file.
+
+    Returns the state dict's SHA-256, which the file also stores and :func:`read_checkpoint`
+    verifies.
+    """
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    sha = state_dict_sha256(state)
     payload = {
         "format_version": FORMAT_VERSION,
         "model": spec,
         "policy": policy,
         "compress": compress,
         "input_shape": list(input_shape) if input_shape else None,
-        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "state_dict": state,
+        "sha256": sha,
         "meta": meta or {},
     }
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save(payload, tmp)
-    os.replace(tmp, path)
-    return path
+    replace_atomic(path, lambda tmp: torch.save(payload, tmp))
+    return sha
 
 
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
-    """The raw checkpoint mapping, read with ``weights_only=True``."""
+    """The raw checkpoint mapping, read with ``weights_only=True``, its content hash checked."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist")
@@ -55,16 +85,54 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # corrupt or foreign files raise many kinds of errors
         raise CheckpointError(f"{path} is not a readable autocompress checkpoint: {exc}") from None
-    if not isinstance(payload, dict) or payload.get("format_version") != FORMAT_VERSION:
-        found = payload.get("format_version") if isinstance(payload, dict) else None
+    found = payload.get("format_version") if isinstance(payload, dict) else None
+    if found not in READABLE_VERSIONS:
         raise CheckpointError(
-            f"{path} has format version {found!r}; this autocompress reads version {FORMAT_VERSION}"
+            f"{path} has format version {found!r}; this autocompress reads versions "
+            f"{', '.join(map(str, READABLE_VERSIONS))}"
         )
+    if found >= 2:
+        stored = payload.get("sha256")
+        state = payload.get("state_dict")
+        if not isinstance(state, dict) or not isinstance(stored, str):
+            raise CheckpointError(f"{path} lacks its weights or their content hash")
+        if state_dict_sha256(state) != stored:
+            raise CheckpointError(
+                f"{path}: the weights do not match the content hash stored with them "
+                "(the file was altered or damaged); export it again"
+            )
     return payload
 
 
-def load_checkpoint(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
-    """Rebuild the model a checkpoint holds (compressed if it has a policy), in eval mode."""
+def allowed_factories(extra: Iterable[str] = ()) -> set[str]:
+    """Factories the caller allowed, plus those in ``$AUTOCOMPRESS_ALLOW_FACTORIES``."""
+    from_env = os.environ.get(ALLOW_ENV, "")
+    return {f.strip() for f in [*extra, *from_env.split(",")] if f and f.strip()}
+
+
+def check_spec_allowed(spec: Mapping[str, Any], allow: Iterable[str], where: str) -> None:
+    """Refuse a model spec whose factory the user has not allowed (zoo names always pass)."""
+    factory = spec.get("factory") if isinstance(spec, Mapping) else None
+    if factory is None or factory in allowed_factories(allow):
+        return
+    raise CheckpointError(
+        f"{where} names the model factory {str(factory)[:200]!r}, which loading would import "
+        f"and run; load it only if you trust it: pass model=<your module> to autocompress.load, "
+        f"or allow_factories=[{str(factory)[:200]!r}], or add it to ${ALLOW_ENV}"
+    )
+
+
+def load_checkpoint(
+    path: str | Path,
+    model: nn.Module | None = None,
+    allow_factories: Iterable[str] = (),
+) -> tuple[nn.Module, dict[str, Any]]:
+    """Rebuild the model a checkpoint holds (compressed if it has a policy), in eval mode.
+
+    ``model``: a fresh instance of the uncompressed architecture to rebuild on (a deep copy is
+    made; the instance is left as it was) instead of building it from the stored spec.
+    ``allow_factories``: ``module:function`` names that may be imported to build the model.
+    """
     from autocompress.compress import apply_policy
     from autocompress.config import CompressConfig
     from autocompress.cost.profile import profile_model
@@ -72,16 +140,21 @@ def load_checkpoint(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
     from autocompress.policy import Policy
 
     payload = read_checkpoint(path)
-    model = build_model(payload["model"])
+    spec = payload["model"]
+    if model is not None:
+        built = copy.deepcopy(model).train()
+    else:
+        check_spec_allowed(spec, allow_factories, str(path))
+        built = build_model(spec)
     if payload.get("policy"):
         if not payload.get("input_shape"):
             raise CheckpointError(f"{path} holds a policy but no input shape to rebuild it")
         shape = tuple(payload["input_shape"])
         policy = Policy.from_dict(payload["policy"])
-        profile = profile_model(model, shape, policy.model)
-        model = apply_policy(model, policy, profile, CompressConfig(**(payload["compress"] or {})))
+        profile = profile_model(built, shape, policy.model)
+        built = apply_policy(built, policy, profile, CompressConfig(**(payload["compress"] or {})))
     try:
-        model.load_state_dict(payload["state_dict"])
+        built.load_state_dict(payload["state_dict"])
     except RuntimeError as exc:
         raise CheckpointError(f"{path}: weights do not fit the rebuilt model: {exc}") from None
-    return model.eval(), payload
+    return built.eval(), payload

@@ -15,12 +15,14 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import yaml
 from rich.console import Console
 from rich.table import Table
 
 from autocompress.config import Config, load_config
 from autocompress.errors import AutocompressError
+from autocompress.files import DiskError, describe_os_error
+from autocompress.runs import Prepared, load_run_config, prepare
+from autocompress.signals import Terminated, sigterm_as_interrupt
 
 # Rich writes to sys.stdout as it is at print time, so pytest's capture sees it.
 console = Console(highlight=False)
@@ -30,22 +32,36 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     try:
-        if hasattr(args, "run_dir"):
-            cfg = _run_config(args.run_dir, [*_flag_overrides(args), *args.set], args.study)
-        else:
-            cfg = load_config(args.config, [*_flag_overrides(args), *args.set])
-        if cfg.train.threads:
-            torch.set_num_threads(cfg.train.threads)
-        result: int = args.func(cfg, args)
-        return result
+        with sigterm_as_interrupt():
+            if hasattr(args, "run_dir"):
+                overrides = [*_flag_overrides(args), *args.set]
+                cfg = load_run_config(args.run_dir, overrides, args.study)
+            else:
+                cfg = load_config(args.config, [*_flag_overrides(args), *args.set])
+            if cfg.train.threads:
+                torch.set_num_threads(cfg.train.threads)
+            result: int = args.func(cfg, args)
+            return result
+    except Terminated:
+        print("terminated (SIGTERM)", file=sys.stderr)
+        return 143
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except DiskError as exc:  # a full disk, a read-only folder: the machine's, not a bug
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     except AutocompressError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except FloatingPointError as exc:  # training diverged: not a bug, not bad input either
         print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:  # a full disk, a read-only folder: the machine's, not a bug
+        line = describe_os_error(exc)
+        if line is None:
+            raise
+        print(f"error: {line}", file=sys.stderr)
         return 1
 
 
@@ -74,7 +90,7 @@ def _parser() -> argparse.ArgumentParser:
     p = command("apply", "compress the base model with a policy, fine-tune it, test and export it")
     p.add_argument("--policy", type=Path, required=True, help="policy YAML file")
     p.add_argument("--finetune-epochs", type=float, help="override finetune.epochs")
-    p.add_argument("--out", type=Path, required=True, help="output directory")
+    _out_arguments(p)
     p.set_defaults(func=cmd_apply)
 
     p = command("distill", "train a compact student with the base model as teacher, and alone")
@@ -82,7 +98,7 @@ def _parser() -> argparse.ArgumentParser:
         "--student", required=True, metavar="SPEC", help="zoo model and args, e.g. lenet5:width=0.5"
     )
     p.add_argument("--epochs", type=float, help="student training epochs (default: train.epochs)")
-    p.add_argument("--out", type=Path, required=True, help="output directory")
+    _out_arguments(p)
     p.set_defaults(func=cmd_distill)
 
     p = command("cost", "price the base model, or a policy, with the analytic cost model")
@@ -137,9 +153,20 @@ def _parser() -> argparse.ArgumentParser:
         help="with --best: export the K best trials and keep the best on validation",
     )
     p.add_argument("--finetune-epochs", type=float, help="default: finetune.export_epochs")
-    p.add_argument("--out", type=Path, required=True, help="output directory")
+    _out_arguments(p)
     p.set_defaults(func=cmd_export)
     return parser
+
+
+def _out_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--out", type=Path, required=True, help="output folder (written whole, or left as it was)"
+    )
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="replace --out even if it is a non-empty folder that this tool did not write",
+    )
 
 
 RATIO_FLAGS = {"macs": "macs", "size": "size_bytes", "latency": "latency_ms", "params": "params"}
@@ -165,25 +192,6 @@ def _flag_overrides(args: argparse.Namespace) -> list[str]:
     return items
 
 
-def _run_config_name(study: str | None) -> str:
-    """``config.yaml`` for the run's own study, ``config-<study>.yaml`` for the others."""
-    return "config.yaml" if study is None else f"config-{study}.yaml"
-
-
-def _run_config(run_dir: Path, overrides: list[str], study: str | None = None) -> Config:
-    """The config a search ran with (``RUN_DIR/config.yaml``), located at ``run_dir``."""
-    path = run_dir / _run_config_name(study)
-    if not path.is_file():
-        from autocompress.errors import ConfigError
-
-        raise ConfigError(
-            "RUN_DIR", str(run_dir), f"a run directory holding {path.name} (made by `search`)"
-        )
-    name = run_dir.resolve().name
-    root = str(run_dir.resolve().parent)
-    return load_config(path, [*overrides, f"runs_root='{root}'", f"name='{name}'"])
-
-
 # ---------------------------------------------------------------------------------------------
 # train
 
@@ -194,7 +202,6 @@ def cmd_train(cfg: Config, args: argparse.Namespace) -> int:
     from autocompress.train.fit import EpochLog
 
     splits = load_data(cfg.data, seed=cfg.train.seed)
-    _write_run_config(cfg)
     path = base_path(cfg)
     if path.exists() and not args.force:
         console.print(
@@ -234,23 +241,14 @@ def cmd_train(cfg: Config, args: argparse.Namespace) -> int:
     return 0
 
 
-def _prepare(cfg: Config) -> tuple[Any, Any, Any]:
-    """Data, the (cached or freshly trained) base model and its profile."""
-    from autocompress.cost.profile import profile_model
-    from autocompress.data import load_data
-    from autocompress.train.base import ensure_base
-
-    splits = load_data(cfg.data, seed=cfg.train.seed)
-    _write_run_config(cfg)
-    base = ensure_base(
+def _prepare(cfg: Config) -> Prepared:
+    """:func:`autocompress.runs.prepare`, printing the base model's epochs if it trains."""
+    return prepare(
         cfg,
-        splits,
         on_epoch=lambda log: console.print(
             f"  base epoch {log.epoch}/{log.epochs}  val {log.val_accuracy:.2%}"
         ),
     )
-    name = base.spec.get("name") or base.spec["factory"]
-    return splits, base, profile_model(base.model, splits.input_shape, name)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -260,17 +258,26 @@ def _prepare(cfg: Config) -> tuple[Any, Any, Any]:
 def cmd_apply(cfg: Config, args: argparse.Namespace) -> int:
     from autocompress.compress import KNOB_METHODS
     from autocompress.export import compress_and_export
+    from autocompress.files import check_output_dir
     from autocompress.policy import Policy, check_policy
+    from autocompress.runs import untrained_profile
 
     policy = Policy.load(args.policy)
-    if args.finetune_epochs is not None and args.finetune_epochs < 0:
-        from autocompress.errors import ConfigError
-
-        raise ConfigError("--finetune-epochs", args.finetune_epochs, "a number of epochs >= 0")
-    splits, base, profile = _prepare(cfg)
-    check_policy(policy, profile, KNOB_METHODS, cfg.compress.round_to)
+    _check_epochs(args.finetune_epochs)
+    # everything that can be refused is refused before the base model is trained or loaded
+    check_policy(policy, untrained_profile(cfg), KNOB_METHODS, cfg.compress.round_to)
+    check_output_dir(args.out, args.force)
+    run = _prepare(cfg)
     report = compress_and_export(
-        cfg, splits, base, profile, policy, args.out, args.finetune_epochs, log=console.print
+        cfg,
+        run.splits,
+        run.base,
+        run.profile,
+        policy,
+        args.out,
+        args.finetune_epochs,
+        log=console.print,
+        force=args.force,
     )
     _print_report(report, f"{args.policy} · {cfg.name}")
     console.print(
@@ -281,14 +288,35 @@ def cmd_apply(cfg: Config, args: argparse.Namespace) -> int:
 
 def cmd_distill(cfg: Config, args: argparse.Namespace) -> int:
     from autocompress.distill import distill, parse_student
+    from autocompress.files import check_output_dir
 
     student = parse_student(args.student)
-    splits, base, profile = _prepare(cfg)
-    report = distill(cfg, splits, base, profile, student, args.out, args.epochs, log=console.print)
+    _check_epochs(args.epochs, "--epochs")
+    check_output_dir(args.out, args.force)
+    run = _prepare(cfg)
+    report = distill(
+        cfg,
+        run.splits,
+        run.base,
+        run.profile,
+        student,
+        args.out,
+        args.epochs,
+        log=console.print,
+        force=args.force,
+    )
     for label in ("distilled", "alone"):
         _print_report(report[label], f"student {args.student} · {label}")
     console.print(f"wrote {args.out}/model.pt and report.json", soft_wrap=True)
     return 0
+
+
+def _check_epochs(epochs: float | None, flag: str = "--finetune-epochs") -> None:
+    from autocompress.config import MAX_EPOCHS
+    from autocompress.errors import ConfigError
+
+    if epochs is not None and not 0 <= epochs <= MAX_EPOCHS:  # also refuses nan
+        raise ConfigError(flag, epochs, f"a number of epochs in [0, {MAX_EPOCHS}]")
 
 
 def _print_report(report: dict[str, Any], title: str) -> None:
@@ -330,12 +358,6 @@ def _print_report(report: dict[str, Any], title: str) -> None:
     console.print(table)
 
 
-def _write_run_config(cfg: Config) -> None:
-    cfg.run_dir.mkdir(parents=True, exist_ok=True)
-    path = cfg.run_dir / _run_config_name(cfg.search.study)
-    path.write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
-
-
 # ---------------------------------------------------------------------------------------------
 # cost
 
@@ -343,16 +365,11 @@ def _write_run_config(cfg: Config) -> None:
 def cmd_cost(cfg: Config, args: argparse.Namespace) -> int:
     from autocompress.compress import KNOB_METHODS
     from autocompress.cost.metrics import compute_costs
-    from autocompress.cost.profile import profile_model
-    from autocompress.data import data_shape
     from autocompress.policy import Policy, check_policy
-    from autocompress.train.base import init_model, spec_for
+    from autocompress.runs import untrained_profile
 
-    shape, num_classes = data_shape(cfg.data)
-    spec = spec_for(cfg, shape, num_classes)
-    model_name = spec.get("name") or spec["factory"]
-    profile = profile_model(init_model(spec, cfg.train.seed), shape, model_name)
-    base_policy = Policy(model_name)
+    profile = untrained_profile(cfg)
+    base_policy = Policy(profile.model)
     policy = Policy.load(args.policy) if args.policy else base_policy
     check_policy(policy, profile, KNOB_METHODS, cfg.compress.round_to)
     base = compute_costs(profile, base_policy, cfg.compress.round_to)
@@ -449,15 +466,32 @@ def cmd_search(cfg: Config, args: argparse.Namespace) -> int:
         TimeRemainingColumn,
     )
 
+    from autocompress.runs import untrained_profile, write_run_config
     from autocompress.search.loop import make_controller, prepare_study, run_search
     from autocompress.search.objective import make_context
     from autocompress.search.ray_runner import check_backend
-    from autocompress.search.study import records, storage_url, trials_done, worker_id
+    from autocompress.search.study import (
+        check_compatible,
+        existing_study,
+        records,
+        shown_storage,
+        trials_done,
+        worker_id,
+    )
     from autocompress.spaces import build_space
 
+    # Everything that can refuse the search does so before a base model is trained or the
+    # run's config rewritten: the backend, the storage, the existing study's objectives and
+    # space (a space depends on shapes only: the untrained model gives the same one).
     check_backend(cfg)
-    splits, base, profile = _prepare(cfg)
+    space = build_space(cfg.space, untrained_profile(cfg), cfg.compress.round_to)
+    previous = existing_study(cfg)
+    if previous is not None:
+        check_compatible(previous, cfg, [k.name for k in space.knobs])
+    run = _prepare(cfg)
+    splits, base, profile = run.splits, run.base, run.profile
     space = build_space(cfg.space, profile, cfg.compress.round_to)
+    write_run_config(cfg)
     ctx = make_context(cfg, splits, base, profile, space)
     study, recovered = prepare_study(ctx, cfg.search.sampler)
     controller = make_controller(ctx, cfg.search.sampler)
@@ -481,7 +515,7 @@ def cmd_search(cfg: Config, args: argparse.Namespace) -> int:
             f"{setup.get('threads')} thread(s), {setup.get('execution')}",
             soft_wrap=True,
         )
-    console.print(f"study: {storage_url(cfg)}", soft_wrap=True)
+    console.print(f"study: {shown_storage(cfg)}", soft_wrap=True)
     if cfg.search.backend == "ray":
         from autocompress.search.ray_runner import init_ray, run_ray_search
 
@@ -507,6 +541,7 @@ def cmd_search(cfg: Config, args: argparse.Namespace) -> int:
             f"trials {recovered} were left running by a stopped process: failed and queued again"
         )
     state: dict[str, Any] = {"best": None, "front": 0}
+    stopped_by: BaseException | None = None
 
     def summary() -> str:
         best = state["best"]
@@ -540,15 +575,15 @@ def cmd_search(cfg: Config, args: argparse.Namespace) -> int:
             else:
                 run_search(ctx, study, n, on_trial, controller)
                 finished = True
-        except KeyboardInterrupt:
-            finished = False
+        except KeyboardInterrupt as exc:
+            finished, stopped_by = False, exc
         if not finished:
             progress.stop()
             console.print(
                 f"interrupted: {trials_done(study)} finished trials are kept in the study; "
                 "run the same command to resume"
             )
-            return 130
+            return 143 if isinstance(stopped_by, Terminated) else 130
     recs = records(study)
     _search_summary(cfg, recs)
     _write_pareto(cfg, recs)
@@ -706,6 +741,7 @@ def cmd_pareto(cfg: Config, args: argparse.Namespace) -> int:
 
 def cmd_export(cfg: Config, args: argparse.Namespace) -> int:
     from autocompress.errors import ConfigError
+    from autocompress.files import check_output_dir
     from autocompress.search.export import export_best_of, export_trial
     from autocompress.search.pareto import best_trial, best_trials, trial_by_number
     from autocompress.search.study import load_study, records
@@ -725,8 +761,8 @@ def cmd_export(cfg: Config, args: argparse.Namespace) -> int:
         if value <= 0:
             raise ConfigError(f"--max-{metric}", value, "a ratio to the base model > 0, e.g. 0.25")
     epochs = cfg.finetune.export_epochs if args.finetune_epochs is None else args.finetune_epochs
-    if epochs < 0:
-        raise ConfigError("--finetune-epochs", epochs, "a number of epochs >= 0")
+    _check_epochs(epochs)
+    check_output_dir(args.out, args.force)
     recs = records(load_study(cfg))
     if args.best and args.top > 1:
         candidates = best_trials(recs, limits, args.top)
@@ -734,9 +770,17 @@ def cmd_export(cfg: Config, args: argparse.Namespace) -> int:
             f"exporting trials {[r.number for r in candidates]} with a {epochs:g}-epoch "
             "fine-tune each; keeping the best on validation"
         )
-        splits, base, profile = _prepare(cfg)
+        run = _prepare(cfg)
         report = export_best_of(
-            cfg, splits, base, profile, candidates, args.out, epochs, log=console.print
+            cfg,
+            run.splits,
+            run.base,
+            run.profile,
+            candidates,
+            args.out,
+            epochs,
+            log=console.print,
+            force=args.force,
         )
     else:
         record = best_trial(recs, limits) if args.best else trial_by_number(recs, args.trial)
@@ -744,9 +788,17 @@ def cmd_export(cfg: Config, args: argparse.Namespace) -> int:
             f"exporting trial {record.number} (val {record.val_accuracy:.2%} in the search) "
             f"with a {epochs:g}-epoch fine-tune",
         )
-        splits, base, profile = _prepare(cfg)
+        run = _prepare(cfg)
         report = export_trial(
-            cfg, splits, base, profile, record, args.out, epochs, log=console.print
+            cfg,
+            run.splits,
+            run.base,
+            run.profile,
+            record,
+            args.out,
+            epochs,
+            log=console.print,
+            force=args.force,
         )
     _print_report(report, f"trial {report['trial']} · {cfg.name}")
     console.print(

@@ -18,19 +18,21 @@ from typing import Any
 import torch
 import yaml
 
-from autocompress.checkpoint import save_checkpoint
+from autocompress.checkpoint import save_checkpoint, state_dict_sha256
 from autocompress.config import Config
 from autocompress.cost.metrics import compute_costs
 from autocompress.cost.profile import Profile, profile_model
 from autocompress.data import Splits
 from autocompress.errors import ConfigError
 from autocompress.export import latency
+from autocompress.files import check_output_dir, staged_output, write_atomic
 from autocompress.models import ZOO, check_args, model_spec
 from autocompress.policy import Policy
 from autocompress.train.base import BaseModel, init_model
 from autocompress.train.device import on_device, resolve_device
 from autocompress.train.finetune import GRAD_CLIP, finetune, log_progress
 from autocompress.train.fit import evaluate
+from autocompress.yamlio import load_yaml
 
 
 def parse_student(spec: str) -> tuple[str, dict[str, Any]]:
@@ -43,7 +45,10 @@ def parse_student(spec: str) -> tuple[str, dict[str, Any]]:
         key, sep, value = item.partition("=")
         if not sep:
             raise ConfigError("--student", spec, "arguments as key=value, e.g. lenet5:width=0.5")
-        args[key.strip()] = yaml.safe_load(value)
+        try:
+            args[key.strip()] = load_yaml(value)
+        except yaml.YAMLError:
+            raise ConfigError("--student", spec, f"{value!r} is not a value") from None
     try:
         check_args(name, args)
     except ConfigError as exc:
@@ -60,7 +65,11 @@ def distill(
     out: Path,
     epochs: float | None = None,
     log: Callable[[str], None] = print,
+    force: bool = False,
 ) -> dict[str, Any]:
+    """Train the student with and without the teacher; write ``out`` (checked before training,
+    replaced as a whole at the end: ``model.pt`` of the distilled student and ``report.json``)."""
+    check_output_dir(out, force)
     name, args = student
     spec = model_spec(name, None, args, splits.input_shape, splits.num_classes)
     base_costs = compute_costs(base_profile, Policy(base_profile.model))
@@ -75,6 +84,7 @@ def distill(
     }
     device = resolve_device(cfg.train.device)
     reports = {}
+    distilled: torch.nn.Module | None = None
     for label, teacher, weight in (
         ("distilled", base.model, cfg.finetune.distill_weight),
         ("alone", None, 0.0),
@@ -116,13 +126,17 @@ def distill(
             "seconds": round(time.perf_counter() - start, 2),
         }
         if label == "distilled":
-            meta = {
-                "report": reports[label],
-                "mean": base.metrics.get("mean"),
-                "std": base.metrics.get("std"),
-            }
-            save_checkpoint(
-                out / "model.pt", model, spec, input_shape=splits.input_shape, meta=meta
-            )
-    (out / "report.json").write_text(json.dumps(reports, indent=2) + "\n")
+            distilled = model
+            reports[label]["state_dict_sha256"] = state_dict_sha256(model.state_dict())
+    assert distilled is not None
+    meta = {
+        "report": reports["distilled"],
+        "mean": base.metrics.get("mean"),
+        "std": base.metrics.get("std"),
+    }
+    with staged_output(out, force) as folder:
+        save_checkpoint(
+            folder / "model.pt", distilled, spec, input_shape=splits.input_shape, meta=meta
+        )
+        write_atomic(folder / "report.json", json.dumps(reports, indent=2) + "\n")
     return reports

@@ -1,24 +1,32 @@
 """Build a compressed model from a policy, fine-tune it, measure it and write it out.
 
-Shared by ``autocompress apply`` and (later) the search's export. The output directory holds
+Shared by ``autocompress apply`` and the search's export. The output directory holds
 ``model.pt`` (checkpoint, rebuilt by :func:`autocompress.load`), ``weights.bin`` (the weights
-packed to their bits: its size is the cost model's ``size_bytes``), ``policy.yaml`` and
-``report.json``.
+packed to their bits: its size is the cost model's ``size_bytes``), ``policy.yaml``,
+``report.json`` and, for the search's export, ``model.onnx``.
+
+The folder is checked before any fine-tune (a file, a foreign non-empty folder, no write
+permission: refused at once) and written as one set (:func:`autocompress.files.staged_output`):
+a crash, a kill or a full disk leaves the previous output exactly as it was.
 """
 
 from __future__ import annotations
 
+import io
 import json
+import logging
 import time
-from collections.abc import Callable
-from dataclasses import asdict, replace
+import warnings
+from collections.abc import Callable, Iterable
+from contextlib import redirect_stdout
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-from autocompress.checkpoint import save_checkpoint
+from autocompress.checkpoint import save_checkpoint, state_dict_sha256
 from autocompress.compress import apply_policy, quantize, share
 from autocompress.compress.layers import folded
 from autocompress.compress.pack import encode_model, huffman_size, nonzero_params, pack_model
@@ -28,14 +36,17 @@ from autocompress.cost.latency import measure_latency
 from autocompress.cost.metrics import compute_costs
 from autocompress.cost.profile import Profile
 from autocompress.data import Splits
+from autocompress.files import check_output_dir, staged_output, write_atomic
+from autocompress.models.normalize import Normalized
 from autocompress.policy import LayerChoice, Policy
-from autocompress.train.base import BaseModel
+from autocompress.train.base import BaseModel, allowed_by
 from autocompress.train.device import on_device, resolve_device
 from autocompress.train.finetune import finetune, log_progress, total_steps
 from autocompress.train.fit import evaluate
 
 LATENCY_BATCHES = (1, 64)
 CALIBRATION_BATCHES = 4
+ONNX_OPSET = 18
 
 
 def latency(model: nn.Module, shape: tuple[int, ...], threads: int) -> dict[str, float]:
@@ -82,17 +93,26 @@ def _describe(cfg: FinetuneConfig) -> str:
     return f"{cfg.steps} steps" if cfg.steps is not None else f"{cfg.epochs:g} epochs"
 
 
-def compress_and_export(
+@dataclass
+class Candidate:
+    """A compressed, fine-tuned and measured model, not yet written anywhere."""
+
+    model: nn.Module
+    policy: Policy
+    report: dict[str, Any]
+    packed: bytes  # weights.bin
+
+
+def build_candidate(
     cfg: Config,
     splits: Splits,
     base: BaseModel,
     profile: Profile,
     policy: Policy,
-    out: Path,
     finetune_epochs: float | None = None,
     log: Callable[[str], None] = print,
-) -> dict[str, Any]:
-    """Apply ``policy`` to the base model, fine-tune with distillation, test, write ``out``."""
+) -> Candidate:
+    """Apply ``policy`` to the base model, fine-tune with distillation, test and measure it."""
     start = time.perf_counter()
     ft_cfg = (
         cfg.finetune
@@ -154,13 +174,11 @@ def compress_and_export(
     with on_device(device, model):
         accuracy = evaluate(model, splits.x_test, splits.y_test)
 
-    out.mkdir(parents=True, exist_ok=True)
     names = list(profile.layers)
     encoded = encode_model(model, policy, names)  # once, for the three accounts below
     blobs = pack_model(model, policy, names, encoded)
     packed = b"".join(blobs.values())
     assert len(packed) == costs.size_bytes, "cost model and packed export disagree"
-    (out / "weights.bin").write_bytes(packed)
     huffman = huffman_size(model, policy, names, encoded)
     stored_params = nonzero_params(model, policy, names, encoded)
     threads = torch.get_num_threads()
@@ -183,17 +201,97 @@ def compress_and_export(
         "finetune": {**asdict(ft_cfg), "stages": 1 if stages is None else 2},
         "seconds": round(time.perf_counter() - start, 2),
         "policy": policy.to_dict(),
+        # checked by autocompress.load: the weights in model.pt are the ones reported here
+        "state_dict_sha256": state_dict_sha256(model.state_dict()),
     }
+    return Candidate(model, policy, report, packed)
+
+
+def write_candidate(
+    folder: Path,
+    candidate: Candidate,
+    cfg: Config,
+    base: BaseModel,
+    profile: Profile,
+    onnx: bool = False,
+) -> None:
+    """Write a candidate's files into ``folder`` (a staged folder: see :func:`write_output`)."""
+    report = candidate.report
+    write_atomic(folder / "weights.bin", candidate.packed)
     meta = {"report": report, "mean": base.metrics.get("mean"), "std": base.metrics.get("std")}
     save_checkpoint(
-        out / "model.pt",
-        model,
+        folder / "model.pt",
+        candidate.model,
         base.spec,
-        policy.to_dict(),
+        candidate.policy.to_dict(),
         asdict(cfg.compress),
         profile.input_shape,
         meta,
     )
-    policy.save(out / "policy.yaml")
-    (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
-    return report
+    if onnx:
+        export_onnx(
+            folder / "model.pt", folder / "model.onnx", profile.input_shape, allowed_by(cfg)
+        )
+    candidate.policy.save(folder / "policy.yaml")
+    write_report(folder, report)
+
+
+def write_report(folder: Path, report: dict[str, Any]) -> None:
+    write_atomic(folder / "report.json", json.dumps(report, indent=2) + "\n")
+
+
+def compress_and_export(
+    cfg: Config,
+    splits: Splits,
+    base: BaseModel,
+    profile: Profile,
+    policy: Policy,
+    out: Path,
+    finetune_epochs: float | None = None,
+    log: Callable[[str], None] = print,
+    force: bool = False,
+) -> dict[str, Any]:
+    """Apply ``policy`` to the base model, fine-tune with distillation, test, write ``out``.
+
+    ``out`` is refused before the fine-tune if it is a file, not writable, or a non-empty
+    folder that is not an earlier output of this tool (unless ``force``); it is replaced as a
+    whole at the end, or left as it was.
+    """
+    check_output_dir(out, force)
+    candidate = build_candidate(cfg, splits, base, profile, policy, finetune_epochs, log)
+    with staged_output(out, force) as folder:
+        write_candidate(folder, candidate, cfg, base, profile)
+    return candidate.report
+
+
+def export_onnx(
+    checkpoint: Path, path: Path, input_shape: tuple[int, ...], allow_factories: Iterable[str] = ()
+) -> None:
+    """``model.onnx`` from an exported checkpoint: float weights (transforms evaluated),
+    activation quantizers kept, normalisation inside, any batch size; input ``images``."""
+    from autocompress import load
+
+    loaded = load(checkpoint, allow_factories=allow_factories)
+    model = (
+        Normalized(
+            folded(loaded.model), loaded.mean.flatten().tolist(), loaded.std.flatten().tolist()
+        )
+        if isinstance(loaded, Normalized)
+        else folded(loaded)
+    ).eval()
+    example = torch.rand(2, *input_shape)
+    # The exporter narrates every step on stdout and warns about torchvision: keep it quiet.
+    logging.getLogger("torch.onnx").setLevel(logging.ERROR)
+    with warnings.catch_warnings(), redirect_stdout(io.StringIO()):
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            model,
+            (example,),
+            str(path),
+            input_names=["images"],
+            output_names=["logits"],
+            dynamic_shapes=({0: torch.export.Dim("batch")},),
+            opset_version=ONNX_OPSET,
+            dynamo=True,
+            external_data=False,
+        )

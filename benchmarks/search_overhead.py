@@ -20,7 +20,7 @@ from pathlib import Path
 
 from optuna.trial import TrialState
 
-from autocompress.cli import _run_config
+from autocompress.runs import load_run_config
 from autocompress.search.study import load_study
 
 
@@ -29,7 +29,7 @@ def main() -> None:
     parser.add_argument("run_dir", type=Path)
     parser.add_argument("--study", help="study name, if not the run's")
     args = parser.parse_args()
-    cfg = _run_config(args.run_dir, [], args.study)
+    cfg = load_run_config(args.run_dir, [], args.study)
     trials = [
         t
         for t in load_study(cfg).get_trials(deepcopy=False)

@@ -40,16 +40,17 @@ def run(argv: list[str]) -> None:
 
 
 def versus(config: str, overrides: list[str], top: int, export_seeds: int = 1) -> dict[str, object]:
-    from autocompress.cli import _prepare, _run_config
+    from autocompress.runs import load_run_config, prepare
     from autocompress.search.export import export_best_of, export_trial
     from autocompress.search.pareto import best_trials
 
     sets = [x for o in overrides for x in ("--set", o)]
     cfg = load_config(config, overrides)
     run(["search", config, *sets])
-    cfg = _run_config(cfg.run_dir, [], cfg.search.study)  # as the search wrote it
+    cfg = load_run_config(cfg.run_dir, [], cfg.search.study)  # as the search wrote it
     recs = records(load_study(cfg))
-    splits, base, profile = _prepare(cfg)
+    prepared = prepare(cfg)
+    splits, base, profile = prepared.splits, prepared.base, prepared.profile
     out: dict[str, object] = {}
     study = f"{cfg.search.study}-" if cfg.search.study else ""
     for label, pool in (

@@ -1,9 +1,14 @@
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 import yaml
+
+# Test modules import Ray at collection; `autocompress search` sets this itself before it imports
+# Ray, so that a local runtime listens on loopback only (search/ray_runner.py).
+os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 
 DIGITS_CONFIG = {
     "name": "digits-test",

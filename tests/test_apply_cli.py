@@ -10,6 +10,7 @@ import torch
 import autocompress
 from autocompress.cli import main
 from autocompress.data import digits
+from tests.tiny_models import tiny_resnet
 
 REPORT_KEYS = {
     "base_accuracy",
@@ -61,7 +62,7 @@ def test_apply_writes_a_model_that_runs_on_raw_images(write_config, tmp_path, ca
 
     payload = torch.load(out / "model.pt", weights_only=True)
     assert payload["policy"]["layers"]["pw"] == {"rank": 0.3}
-    model = autocompress.load(out / "model.pt")
+    model = autocompress.load(out / "model.pt", model=tiny_resnet())  # the user's own module
     x, y = raw_digits_test()
     with torch.no_grad():
         accuracy = (model(x).argmax(1) == y).float().mean().item()
@@ -106,7 +107,7 @@ def test_distill_bad_student_spec_exits_2(write_config, tmp_path, capsys) -> Non
 
 
 def test_a_diverging_fine_tune_exits_1_with_one_line(write_config, tmp_path, capsys) -> None:
-    config = write_config({"finetune": {"epochs": 1, "lr": 1.0e12}})
+    config = write_config({"finetune": {"epochs": 1, "lr": 1.0e6}})
     policy = tmp_path / "policy.yaml"
     policy.write_text("model: tests.tiny_models:tiny_resnet\nlayers:\n  conv_a: {prune: 0.5}\n")
     code = main(["apply", str(config), "--policy", str(policy), "--out", str(tmp_path / "o")])

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+from autocompress.files import replace_atomic
 from autocompress.search.study import TrialRecord
 
 LABELS = {
@@ -74,8 +75,10 @@ def pareto_png(
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right", fontsize=8)
     fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    try:
+        replace_atomic(path, lambda tmp: fig.savefig(tmp, format="png"))
+    finally:
+        plt.close(fig)
 
 
 def pareto_html(
@@ -127,7 +130,7 @@ def pareto_html(
         title=title, xaxis_title=_label(metric), yaxis_title="validation accuracy (%)"
     )
     # plotly.js inside the file: the page works offline
-    fig.write_html(path, include_plotlyjs=True, full_html=True)
+    replace_atomic(path, lambda tmp: fig.write_html(tmp, include_plotlyjs=True, full_html=True))
 
 
 def _short(value: object) -> str:

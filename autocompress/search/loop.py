@@ -19,7 +19,6 @@ import optuna
 from optuna.storages._heartbeat import get_heartbeat_thread
 from optuna.trial import FrozenTrial, TrialState
 
-from autocompress.errors import AutocompressError
 from autocompress.search.objective import (
     TrialContext,
     TrialResult,
@@ -29,6 +28,7 @@ from autocompress.search.objective import (
 from autocompress.search.rl import AgentConfig, RLController
 from autocompress.search.samplers import distributions, make_pruner, make_sampler
 from autocompress.search.study import (
+    check_compatible,
     is_shared,
     is_surplus,
     open_study,
@@ -39,6 +39,7 @@ from autocompress.search.study import (
     trials_done,
     worker_id,
 )
+from autocompress.signals import Terminated, sigterm_as_interrupt
 from autocompress.spaces import uniform_baselines
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -92,11 +93,8 @@ def prepare_study(ctx: TrialContext, sampler_name: str) -> tuple[optuna.Study, l
             t = sum(position.values()) / max(len(position), 1)
             study.enqueue_trial(params, user_attrs={"baseline": f"uniform {t:.3f}"})
         study.set_user_attr("knobs", [k.name for k in ctx.space.knobs])  # last: "set up"
-    elif study.user_attrs["knobs"] != [k.name for k in ctx.space.knobs]:
-        raise AutocompressError(
-            f"the study '{study_name(cfg)}' was made with another search space: use another name "
-            "(or delete the run's study.db) to search this one"
-        )
+    else:
+        check_compatible(study, cfg, [k.name for k in ctx.space.knobs])
     return study, recovered
 
 
@@ -112,6 +110,17 @@ def run_search(
     With a ``controller`` (the RL agent), each trial's params are its next episode, enqueued
     so the trial is an ordinary one in the study; queued trials (baselines, retries) go first.
     """
+    with sigterm_as_interrupt():  # a `kill` fails and requeues the running trial, as Ctrl-C
+        _run_trials(ctx, study, n_trials, on_trial, controller)
+
+
+def _run_trials(
+    ctx: TrialContext,
+    study: optuna.Study,
+    n_trials: int,
+    on_trial: Callable[[FrozenTrial], None] | None,
+    controller: RLController | None,
+) -> None:
     dists = distributions(ctx.space)
     while trials_done(study) < n_trials:
         started = time.perf_counter()
@@ -130,8 +139,9 @@ def run_search(
         heartbeat.start()
         try:
             result = evaluate_params(ctx, trial.params, _reporter(trial))
-        except KeyboardInterrupt:
-            give_back(study, trial, "interrupted", "interrupted: Ctrl-C", retry=True)
+        except KeyboardInterrupt as exc:
+            how = "SIGTERM" if isinstance(exc, Terminated) else "Ctrl-C"
+            give_back(study, trial, "interrupted", f"interrupted: {how}", retry=True)
             raise
         finally:
             heartbeat.join()

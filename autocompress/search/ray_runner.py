@@ -16,10 +16,12 @@ fails them) with their params queued again; re-running the command runs what is 
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import json
 import logging
 import math
 import os
+import sys
 import time
 import warnings
 from collections.abc import Callable, Mapping
@@ -40,6 +42,7 @@ from autocompress.search.objective import (
 )
 from autocompress.search.samplers import distributions
 from autocompress.search.study import study_name, trials_done, worker_id
+from autocompress.signals import sigterm_as_interrupt
 
 METRIC = "val_accuracy"
 _CONTEXTS: dict[int, TrialContext] = {}  # per Ray worker process: built once, reused
@@ -213,8 +216,39 @@ def check_backend(cfg: Config) -> None:
         )
 
 
+# Ray binds a local runtime's servers (GCS, raylet, workers) to the node's address, which it
+# takes from the default route: every interface of the machine. With this variable (read when
+# Ray is imported) the node's address is the loopback one, and nothing listens beyond it.
+LOOPBACK_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
+
+
+def _local_ray_on_loopback() -> None:
+    """Make the local runtime about to start listen on 127.0.0.1 only, or refuse to start it."""
+    if "ray" not in sys.modules:
+        os.environ.setdefault(LOOPBACK_ENV, "0")
+    import ray.util
+
+    node_ip = ray.util.get_node_ip_address()
+    if not ipaddress.ip_address(node_ip).is_loopback:
+        raise ConfigError(
+            "search.ray_address",
+            None,
+            f"a local Ray runtime would listen on {node_ip}, reachable from other machines "
+            f"(Ray was imported before autocompress could keep it on loopback): set "
+            f"{LOOPBACK_ENV}=0 before importing ray, or start a cluster with `ray start` "
+            "(token auth) and pass its address",
+        )
+
+
 def init_ray(cfg: Config) -> RaySetup:
-    """Start a local Ray runtime sized for the workers, or connect to ``search.ray_address``."""
+    """Start a local Ray runtime sized for the workers, or connect to ``search.ray_address``.
+
+    A local runtime listens on the loopback interface only (and Ray's token authentication is
+    on by default); an existing cluster is the cluster's own business (see the README).
+    """
+    running = "ray" in sys.modules and sys.modules["ray"].is_initialized()  # the caller's own
+    if not cfg.search.ray_address and not running:
+        _local_ray_on_loopback()
     import ray
 
     os.environ.setdefault("RAY_CHDIR_TO_TRIAL_DIR", "0")
@@ -288,7 +322,8 @@ def run_ray_search(
             verbose=0,
         ),
     )
-    with warnings.catch_warnings():
+    # SIGTERM calls Tune's own SIGINT handler: the run ends as after Ctrl-C
+    with warnings.catch_warnings(), sigterm_as_interrupt():
         warnings.simplefilter("ignore")
         tuner.fit()
     stopped = searcher.unfinished()

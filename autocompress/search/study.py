@@ -26,6 +26,9 @@ from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError, S
 
 from autocompress.config import Config
 from autocompress.errors import AutocompressError
+from autocompress.redact import mask_url, password_of, redact
+
+STORAGE_ENV = "AUTOCOMPRESS_STORAGE"  # a storage URL kept out of configs and command lines
 
 STALE_WITHOUT_WORKER_S = 120  # a RUNNING trial that never named its worker is dead after this
 
@@ -36,14 +39,38 @@ def storage_url(cfg: Config) -> str:
     ``search.storage``: unset for a SQLite file ``study.db`` in the run directory; ``journal``
     for a journal file ``study.journal`` there (many worker processes on one machine);
     ``journal:PATH`` for a journal file elsewhere; any SQLAlchemy URL otherwise (PostgreSQL for
-    workers on several machines, e.g. ``postgresql://user:pw@host/db``).
+    workers on several machines, e.g. ``postgresql://user@host/db`` with the password in
+    ``PGPASSWORD`` or ``~/.pgpass``). Unset, the ``AUTOCOMPRESS_STORAGE`` environment variable
+    is used if set. The URL may hold a password: print it through :func:`shown_storage`.
     """
-    spec = cfg.search.storage
+    spec = configured_storage(cfg)
     if not spec:
         return f"sqlite:///{(cfg.run_dir / 'study.db').resolve()}"
     if spec == "journal":
         return f"journal:{(cfg.run_dir / 'study.journal').resolve()}"
     return spec
+
+
+def configured_storage(cfg: Config) -> str | None:
+    """``search.storage``, else ``$AUTOCOMPRESS_STORAGE``, else None (the run's SQLite file)."""
+    return cfg.search.storage or os.environ.get(STORAGE_ENV) or None
+
+
+def shown_storage(cfg: Config) -> str:
+    """:func:`storage_url` with any password masked, for messages and logs."""
+    return mask_url(storage_url(cfg))
+
+
+def _cannot_open(cfg: Config, reason: object) -> AutocompressError:
+    url = storage_url(cfg)
+    text = redact(str(reason).strip().splitlines()[0] if str(reason).strip() else "", url)
+    hint = ""
+    if "password" in text.lower() and password_of(url) is None:
+        hint = (
+            f" (the run records no password: set PGPASSWORD, ~/.pgpass or {STORAGE_ENV}, "
+            "or pass --storage URL)"
+        )
+    return AutocompressError(f"cannot open the study at {mask_url(url)}: {text}{hint}")
 
 
 def make_storage(cfg: Config) -> optuna.storages.BaseStorage:
@@ -68,8 +95,7 @@ def make_storage(cfg: Config) -> optuna.storages.BaseStorage:
         return _rdb_storage(url, cfg.search.heartbeat)
     except (ImportError, ValueError, OSError, OptunaError, SQLAlchemyError) as exc:
         # a database error's own message, without SQLAlchemy's wrapping and links
-        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
-        raise AutocompressError(f"cannot open the study at {url}: {reason}") from None
+        raise _cannot_open(cfg, getattr(exc, "orig", None) or exc) from None
 
 
 SCHEMA_ATTEMPTS = 8
@@ -123,7 +149,6 @@ def open_study(
     """
     cfg.run_dir.mkdir(parents=True, exist_ok=True)
     storage = make_storage(cfg)
-    url = storage_url(cfg)
     kwargs: dict[str, Any] = {"study_name": study_name(cfg), "storage": storage}
     try:
         study = optuna.create_study(
@@ -133,22 +158,48 @@ def open_study(
     except optuna.exceptions.DuplicatedStudyError:
         study, created = optuna.load_study(**kwargs, sampler=sampler, pruner=pruner), False
     except (ImportError, ValueError, OptunaError) as exc:
-        raise AutocompressError(f"cannot open the study at {url}: {exc}") from None
+        raise _cannot_open(cfg, exc) from None
     wanted = ["accuracy", *cfg.search.objectives]
     if created:
         study.set_user_attr("objectives", wanted)
         with warnings.catch_warnings():  # experimental in Optuna; labels the dashboard's axes
             warnings.simplefilter("ignore")
             study.set_metric_names(["val_accuracy", *(f"{m}_ratio" for m in wanted[1:])])
-    elif study.user_attrs.get("objectives", wanted) != wanted or len(study.directions) != len(
-        wanted
-    ):
+    else:
+        check_compatible(study, cfg)
+    return study, created
+
+
+def existing_study(cfg: Config) -> optuna.Study | None:
+    """The study the config names, if it exists already; creates no file or study."""
+    url = storage_url(cfg)
+    for prefix in ("sqlite:///", "journal:"):
+        if url.startswith(prefix) and not Path(url.removeprefix(prefix)).expanduser().exists():
+            return None
+    try:
+        return optuna.load_study(study_name=study_name(cfg), storage=make_storage(cfg))
+    except KeyError:
+        return None
+
+
+def check_compatible(study: optuna.Study, cfg: Config, knobs: list[str] | None = None) -> None:
+    """Refuse to continue a study made with other objectives, or (given ``knobs``, the names
+    of the search space's knobs) another search space."""
+    where = f"the study '{study_name(cfg)}' in {shown_storage(cfg)}"
+    wanted = ["accuracy", *cfg.search.objectives]
+    found = study.user_attrs.get("objectives", wanted)
+    if found != wanted or len(study.directions) != len(wanted):
         names = study.user_attrs.get("objectives", f"{len(study.directions)} objectives")
         raise AutocompressError(
-            f"the study '{study_name(cfg)}' in {url} optimises {names}, this config {wanted}: "
+            f"{where} optimises {names}, this config {wanted}: "
             "use another name, or restore search.objectives"
         )
-    return study, created
+    recorded = study.user_attrs.get("knobs")
+    if knobs is not None and recorded is not None and recorded != knobs:
+        raise AutocompressError(
+            f"{where} was made with another search space: use another name "
+            "(search.study=NAME, or delete the run's study.db) to search this one"
+        )
 
 
 def load_study(cfg: Config) -> optuna.Study:
@@ -157,7 +208,7 @@ def load_study(cfg: Config) -> optuna.Study:
         return optuna.load_study(study_name=study_name(cfg), storage=make_storage(cfg))
     except KeyError:
         raise AutocompressError(
-            f"no study '{study_name(cfg)}' in {storage_url(cfg)}: run `autocompress search` first"
+            f"no study '{study_name(cfg)}' in {shown_storage(cfg)}: run `autocompress search` first"
         ) from None
 
 
@@ -265,7 +316,7 @@ def is_surplus(study: optuna.Study, number: int, n_trials: int) -> bool:
 
 def is_shared(cfg: Config) -> bool:
     """Whether the storage is made for several workers (anything but the run's SQLite file)."""
-    return bool(cfg.search.storage)
+    return bool(configured_storage(cfg))
 
 
 @dataclass(frozen=True)

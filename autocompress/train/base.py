@@ -15,6 +15,7 @@ from torch import nn
 from autocompress.checkpoint import load_checkpoint, save_checkpoint
 from autocompress.config import Config, base_key
 from autocompress.data import Splits
+from autocompress.files import write_atomic
 from autocompress.models import build_model, model_spec
 from autocompress.train.device import on_device, resolve_device
 from autocompress.train.fit import EpochLog, evaluate, fit
@@ -31,6 +32,11 @@ class BaseModel:
 
 def spec_for(cfg: Config, input_shape: tuple[int, ...], num_classes: int) -> dict[str, Any]:
     return model_spec(cfg.model.name, cfg.model.factory, cfg.model.args, input_shape, num_classes)
+
+
+def allowed_by(cfg: Config) -> list[str]:
+    """The model factory a config names, which the user allowed by pointing a command at it."""
+    return [cfg.model.factory] if cfg.model.factory else []
 
 
 def base_path(cfg: Config) -> Path:
@@ -53,7 +59,8 @@ def ensure_base(
     """Load the cached base model, or train it, evaluate it on the test set and cache it."""
     path = base_path(cfg)
     if path.exists() and not force:
-        model, payload = load_checkpoint(path)
+        # the factory the user's config names may be imported; any other in the file is refused
+        model, payload = load_checkpoint(path, allow_factories=allowed_by(cfg))
         return BaseModel(model, payload["model"], path, payload["meta"], cached=True)
     spec = spec_for(cfg, splits.input_shape, splits.num_classes)
     model = init_model(spec, cfg.train.seed)
@@ -88,5 +95,5 @@ def ensure_base(
         "std": list(splits.std) if splits.std else None,
     }
     save_checkpoint(path, model, spec, input_shape=splits.input_shape, meta=meta)
-    path.with_suffix(".json").write_text(json.dumps(metrics, indent=2) + "\n")
+    write_atomic(path.with_suffix(".json"), json.dumps(metrics, indent=2) + "\n")
     return BaseModel(model.eval(), spec, path, meta, cached=False)

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import optuna
+import pytest
 from optuna.trial import TrialState
 
 from autocompress.cli import main
@@ -107,16 +108,26 @@ def test_sigkill_mid_trial_then_rerun_ends_with_exactly_n_trials(write_config, t
     check_resumed(run_dir, killed)
 
 
-def test_ctrl_c_fails_the_running_trial_and_the_rerun_finishes(write_config, tmp_path) -> None:
+@pytest.mark.parametrize(
+    ("sig", "code", "reason"),
+    [(signal.SIGINT, 130, "Ctrl-C"), (signal.SIGTERM, 143, "SIGTERM")],
+    ids=["ctrl-c", "sigterm"],
+)
+def test_ctrl_c_or_sigterm_fails_the_running_trial_and_the_rerun_finishes(
+    write_config, tmp_path, sig, code, reason
+) -> None:
+    """SIGTERM (`kill`, schedulers, `timeout`, container stops) is handled like Ctrl-C."""
     config = write_config(SLOW_TRIALS)
     run_dir = tmp_path / "runs" / "digits-test"
     proc = start_search(config)
     wait_inside_a_trial(proc, run_dir / "study.db", finished=1)
-    proc.send_signal(signal.SIGINT)
-    assert proc.wait(60) == 130
+    proc.send_signal(sig)
+    assert proc.wait(60) == code
     after = states(run_dir / "study.db")
     assert "RUNNING" not in after and after.count("FAIL") == 1
     killed = after.index("FAIL")
+    sql = "SELECT value_json FROM trial_user_attributes WHERE key = 'fail_reason'"
+    assert any(reason in row[0] for row in query(run_dir / "study.db", sql))
 
     assert main(["search", str(config)]) == 0
     check_resumed(run_dir, killed)

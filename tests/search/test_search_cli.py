@@ -14,6 +14,7 @@ from optuna.trial import TrialState
 import autocompress
 from autocompress.cli import main
 from autocompress.data import digits
+from tests.tiny_models import tiny_resnet
 
 SEARCH = {
     "finetune": {"steps": 12, "lr": 0.01, "export_epochs": 0.5},
@@ -75,7 +76,7 @@ def test_search_pareto_export_end_to_end(write_config, tmp_path, capsys) -> None
 
     _, _, x_test, _ = digits.load("")
     x = x_test[:16]
-    model = autocompress.load(out_dir / "model.pt")
+    model = autocompress.load(out_dir / "model.pt", model=tiny_resnet())
     with torch.no_grad():
         expected = model(x).numpy()
     session = onnxruntime.InferenceSession(str(out_dir / "model.onnx"))

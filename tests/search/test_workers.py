@@ -22,6 +22,7 @@ from optuna.trial import TrialState
 
 from autocompress.cli import main
 from autocompress.config import load_config
+from autocompress.redact import password_of
 from autocompress.search.study import counts_toward_budget, make_storage, recover_interrupted
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -62,7 +63,7 @@ def start_worker(config: Path, study: str, storage: str) -> subprocess.Popen[byt
 
 @pytest.mark.parametrize("kind", ["journal", "postgres"])
 def test_two_workers_share_one_study_without_losing_or_duplicating(
-    kind, write_config, tmp_path, capsys
+    kind, write_config, tmp_path, capsys, monkeypatch
 ) -> None:
     storage = storage_for(kind)
     config = write_config(SHARED)
@@ -97,7 +98,11 @@ def test_two_workers_share_one_study_without_losing_or_duplicating(
             assert t.user_attrs.get("surplus") and "finetune" not in t.user_attrs.get("timings", {})
 
     run_dir = tmp_path / "runs" / "digits-test"
-    # the run remembers the study's storage: pareto needs only the study's name
+    # the run remembers the study's storage, without its password: pareto needs the study's
+    # name, and the password where PostgreSQL users keep it
+    password = password_of(storage)
+    if password:
+        monkeypatch.setenv("PGPASSWORD", password)
     assert main(["pareto", str(run_dir), "--study", study_name, "--json"]) == 0
     assert f'"trials": {TRIALS}' in capsys.readouterr().out
 

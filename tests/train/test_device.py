@@ -51,6 +51,6 @@ def test_training_search_and_export_on_the_gpu(write_config, tmp_path) -> None:
     assert json.loads(next(run.glob("base-*.json")).read_text())["device"] == "cuda"
     out = tmp_path / "export"
     assert main(["export", str(run), "--best", "--finetune-epochs", "1", "--out", str(out)]) == 0
-    model = autocompress.load(out / "model.pt")
+    model = autocompress.load(out / "model.pt", allow_factories=["tests.tiny_models:tiny_resnet"])
     assert next(model.parameters()).device.type == "cpu"
     assert model(torch.rand(2, 1, 8, 8)).shape == (2, 10)

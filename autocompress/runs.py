@@ -1,0 +1,105 @@
+"""The run directory ``runs/<name>/``: its recorded config, its base model and profile.
+
+``search`` records the config it ran with (``config.yaml``, or ``config-<study>.yaml`` for a
+named study); ``pareto`` and ``export`` read it back, so they build on the same base model.
+Only a search that really starts writes it, so a refused command changes nothing. The file
+may name a database, so it is written readable by its owner only (0600), without passwords.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import yaml
+
+from autocompress.config import Config, apply_override, parse_config
+from autocompress.errors import ConfigError
+from autocompress.files import write_atomic
+from autocompress.yamlio import load_yaml
+
+if TYPE_CHECKING:
+    from autocompress.cost.profile import Profile
+    from autocompress.data import Splits
+    from autocompress.train.base import BaseModel
+    from autocompress.train.fit import EpochLog
+
+
+def run_config_name(study: str | None) -> str:
+    """``config.yaml`` for the run's own study, ``config-<study>.yaml`` for the others."""
+    return "config.yaml" if study is None else f"config-{study}.yaml"
+
+
+def write_run_config(cfg: Config) -> Path:
+    """Record the config a search runs with, atomically, owner-only, passwords left out."""
+    path = cfg.run_dir / run_config_name(cfg.search.study)
+    text = yaml.safe_dump(cfg.to_dict(), sort_keys=False)
+    return write_atomic(path, text, mode=0o600)
+
+
+def load_run_config(
+    run_dir: str | Path, overrides: Iterable[str] = (), study: str | None = None
+) -> Config:
+    """The config a search ran with (``RUN_DIR/config.yaml``), located at ``run_dir``.
+
+    The run may have been moved: its name and root are taken from where it is now (set as
+    values, never spliced into config text, so any path works).
+
+    Example::
+
+        cfg = load_run_config("runs/lenet5-fashion-mnist")
+    """
+    run_dir = Path(run_dir)
+    path = run_dir / run_config_name(study)
+    if not path.is_file():
+        raise ConfigError(
+            "RUN_DIR", str(run_dir), f"a run directory holding {path.name} (made by `search`)"
+        )
+    try:
+        raw = load_yaml(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError("<file>", str(path), f"the file is not valid YAML: {exc}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError("<root>", raw, "the config must be a mapping of sections")
+    for item in overrides:
+        apply_override(raw, item)
+    resolved = run_dir.resolve()
+    raw["runs_root"], raw["name"] = str(resolved.parent), resolved.name
+    return parse_config(raw)
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """What every command that compresses the base model starts from."""
+
+    splits: Splits
+    base: BaseModel
+    profile: Profile
+
+
+def prepare(cfg: Config, on_epoch: Callable[[EpochLog], None] | None = None) -> Prepared:
+    """Data, the (cached or freshly trained) base model and its profile. Writes no config."""
+    from autocompress.cost.profile import profile_model
+    from autocompress.data import load_data
+    from autocompress.train.base import ensure_base
+
+    splits = load_data(cfg.data, seed=cfg.train.seed)
+    base = ensure_base(cfg, splits, on_epoch=on_epoch)
+    name = base.spec.get("name") or base.spec["factory"]
+    return Prepared(splits, base, profile_model(base.model, splits.input_shape, name))
+
+
+def untrained_profile(cfg: Config) -> Profile:
+    """The profile of the configured model before training: shapes only, no data loaded for
+    built-in datasets. Enough to build and check a search space before any work."""
+    from autocompress.cost.profile import profile_model
+    from autocompress.data import data_shape
+    from autocompress.train.base import init_model, spec_for
+
+    shape, num_classes = data_shape(cfg.data)
+    spec = spec_for(cfg, shape, num_classes)
+    return profile_model(
+        init_model(spec, cfg.train.seed), shape, spec.get("name") or spec["factory"]
+    )
