@@ -165,9 +165,12 @@ def swap_in(new: Path, target: Path) -> None:
     """Put folder ``new`` at ``target``. An existing ``target`` is exchanged with ``new`` in one
     atomic step (Linux ``renameat2``), so ``new`` then holds the old folder for removal;
     without that call, the old folder is renamed aside first."""
-    if not target.exists():
-        os.rename(new, target)
+    try:
+        os.rename(new, target)  # no target yet (or an empty folder): plain rename
         return
+    except OSError as exc:  # another writer got there first, or a previous output is there
+        if exc.errno not in (errno.EEXIST, errno.ENOTEMPTY):
+            raise
     if _exchange(new, target):
         return
     aside = new.with_name(new.name + ".old")

@@ -10,6 +10,7 @@ the run gracefully, while a Ray search runs), or raises ``KeyboardInterrupt``.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import signal
 import threading
 from collections.abc import Iterator
@@ -20,8 +21,15 @@ class Terminated(KeyboardInterrupt):
     """A ``KeyboardInterrupt`` raised for a SIGTERM (``except KeyboardInterrupt`` sees it)."""
 
 
+@dataclasses.dataclass
+class Received:
+    """Whether a SIGTERM arrived inside the block (also when a SIGINT handler took it)."""
+
+    sigterm: bool = False
+
+
 @contextlib.contextmanager
-def sigterm_as_interrupt() -> Iterator[None]:
+def sigterm_as_interrupt() -> Iterator[Received]:
     """Within the block, SIGTERM is Ctrl-C. A no-op outside the main thread (where Python
     cannot set signal handlers).
 
@@ -30,11 +38,13 @@ def sigterm_as_interrupt() -> Iterator[None]:
         with sigterm_as_interrupt():
             run_search(ctx, study, 40)  # `kill PID` marks the running trial interrupted
     """
+    received = Received()
     if threading.current_thread() is not threading.main_thread():
-        yield
+        yield received
         return
 
     def on_sigterm(signum: int, frame: FrameType | None) -> None:
+        received.sigterm = True
         handler = signal.getsignal(signal.SIGINT)
         if callable(handler) and handler is not signal.default_int_handler:
             handler(signal.SIGINT, frame)  # e.g. Ray Tune ending its run in order
@@ -43,6 +53,6 @@ def sigterm_as_interrupt() -> Iterator[None]:
 
     previous = signal.signal(signal.SIGTERM, on_sigterm)
     try:
-        yield
+        yield received
     finally:
         signal.signal(signal.SIGTERM, previous)

@@ -312,6 +312,22 @@ def test_an_export_killed_midway_leaves_the_previous_one_whole(searched_run) -> 
     assert json.loads((out / "report.json").read_text())["trial"] == 0
 
 
+def test_two_exports_into_one_folder_at_once_leave_one_whole_export(searched_run) -> None:
+    out = searched_run.parent / "together"
+    procs = [start_export(searched_run, trial, out) for trial in (0, 1)]
+    for proc in procs:
+        _, err = proc.communicate(timeout=240)
+        assert proc.returncode == 0, err.decode()
+    report = json.loads((out / "report.json").read_text())
+    stored = torch.load(out / "model.pt", weights_only=True)
+    assert stored["meta"]["report"]["trial"] == report["trial"]  # one trial's files, not a mix
+    assert stored["sha256"] == report["state_dict_sha256"]
+    policy = yaml.safe_load((out / "policy.yaml").read_text())
+    assert policy == report["policy"] and (out / "model.onnx").is_file()
+    assert (out / "weights.bin").stat().st_size == report["size_bytes"]
+    assert not [p.name for p in out.parent.iterdir() if p.name.startswith(".together")]
+
+
 def test_a_full_disk_during_export_leaves_the_previous_one_whole(
     searched_run, capsys, monkeypatch
 ) -> None:

@@ -42,7 +42,7 @@ from autocompress.search.objective import (
 )
 from autocompress.search.samplers import distributions
 from autocompress.search.study import study_name, trials_done, worker_id
-from autocompress.signals import sigterm_as_interrupt
+from autocompress.signals import Terminated, sigterm_as_interrupt
 
 METRIC = "val_accuracy"
 _CONTEXTS: dict[int, TrialContext] = {}  # per Ray worker process: built once, reused
@@ -323,12 +323,16 @@ def run_ray_search(
         ),
     )
     # SIGTERM calls Tune's own SIGINT handler: the run ends as after Ctrl-C
-    with warnings.catch_warnings(), sigterm_as_interrupt():
+    with warnings.catch_warnings(), sigterm_as_interrupt() as received:
         warnings.simplefilter("ignore")
         tuner.fit()
     stopped = searcher.unfinished()
+    how = "SIGTERM" if received.sigterm else "Ctrl-C"
     for trial in stopped:  # Ctrl-C: Tune ended them before they reported their result
         state = study._storage.get_trial(trial._trial_id).state
         if state == TrialState.RUNNING:
-            give_back(study, trial, "interrupted", "interrupted: the Ray run stopped", retry=True)
+            reason = f"interrupted: the Ray run stopped ({how})"
+            give_back(study, trial, "interrupted", reason, retry=True)
+    if stopped and received.sigterm:
+        raise Terminated("terminated (SIGTERM)")
     return not stopped

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import optuna
 import pytest
+import sqlalchemy.exc
 from optuna.trial import TrialState
 
 from autocompress.cli import main
@@ -87,7 +88,13 @@ def test_asha_stops_poor_fine_tunes_and_records_them_as_pruned(write_config, tmp
 
 
 @pytest.mark.slow  # about a minute: 150-step fine-tunes so Ctrl-C lands inside trials
-def test_interrupted_ray_search_resumes_with_the_same_command(write_config, tmp_path) -> None:
+@pytest.mark.parametrize(
+    ("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)], ids=["ctrl-c", "sigterm"]
+)
+def test_interrupted_ray_search_resumes_with_the_same_command(
+    write_config, tmp_path, sig, code
+) -> None:
+    """Ctrl-C, or SIGTERM (which the driver hands to Tune as Ctrl-C), stops the Ray run."""
     config = write_config(
         {**SEARCH, "finetune": {"steps": 150, "lr": 0.01}, "search": {"trials": 5, "uniform": 1}}
     )
@@ -108,8 +115,8 @@ def test_interrupted_ray_search_resumes_with_the_same_command(write_config, tmp_
             break
         assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
         time.sleep(0.5)
-    proc.send_signal(signal.SIGINT)
-    assert proc.wait(120) == 130
+    proc.send_signal(sig)
+    assert proc.wait(120) == code
     stopped = _trials(run_dir)
     assert not [t for t in stopped if t.state == TrialState.RUNNING]
     interrupted = [t for t in stopped if t.user_attrs.get("interrupted")]
@@ -130,7 +137,7 @@ def _trials(run_dir: Path) -> list[optuna.trial.FrozenTrial]:
         return []
     try:
         return study_of(run_dir).get_trials()
-    except KeyError:  # the study is not created yet
+    except (KeyError, sqlalchemy.exc.OperationalError):  # the search is still creating it
         return []
 
 
