@@ -470,6 +470,7 @@ def cmd_search(cfg: Config, args: argparse.Namespace) -> int:
     from autocompress.search.loop import make_controller, prepare_study, run_search
     from autocompress.search.objective import make_context
     from autocompress.search.ray_runner import check_backend
+    from autocompress.search.samplers import make_sampler
     from autocompress.search.study import (
         check_compatible,
         existing_study,
@@ -485,6 +486,8 @@ def cmd_search(cfg: Config, args: argparse.Namespace) -> int:
     # space (a space depends on shapes only: the untrained model gives the same one).
     check_backend(cfg)
     space = build_space(cfg.space, untrained_profile(cfg), cfg.compress.round_to)
+    # the sampler accepts the space (CMA-ES refuses bit-width choices)
+    make_sampler(cfg.search.sampler, cfg.search.seed, space, 1 + len(cfg.search.objectives))
     previous = existing_study(cfg)
     if previous is not None:
         check_compatible(previous, cfg, [k.name for k in space.knobs])

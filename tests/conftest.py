@@ -14,8 +14,22 @@ DIGITS_CONFIG = {
     "name": "digits-test",
     "model": {"factory": "tests.tiny_models:tiny_resnet"},
     "data": {"name": "digits", "val_size": 300, "batch_size": 64},
-    "train": {"epochs": 3, "lr": 0.05, "seed": 0},
+    # one thread: the test models are tiny, and a second thread only waits on the first (on a
+    # busy machine, much longer: see the README's test section)
+    "train": {"epochs": 3, "lr": 0.05, "seed": 0, "threads": 1},
 }
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """Each test runs with one torch thread and leaves the count as it found it (the CLI sets
+    it from ``train.threads`` for the rest of the process)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 @pytest.fixture

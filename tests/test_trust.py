@@ -147,44 +147,78 @@ def test_postgres_search_keeps_the_password_out_of_output_and_files(
 # 3. A local Ray runtime listens on loopback only
 
 
-def test_a_local_ray_search_listens_on_loopback_only(write_config, tmp_path) -> None:
-    """Every socket that the search's processes (driver, GCS, raylet, workers) listen on while a
-    real `search --backend ray` runs is a loopback one."""
+RAY_RUNTIME = """
+import sys
+from autocompress.config import load_config
+from autocompress.search.ray_runner import init_ray
+
+init_ray(load_config(sys.argv[1]))  # what `search --backend ray` starts, before its trials
+import ray
+
+ray.get(ray.remote(lambda: 1).remote())  # a Ray worker process, as a trial has
+print("ready", flush=True)
+sys.stdin.read()  # until the test has looked
+ray.shutdown()
+"""
+
+
+def test_a_local_ray_runtime_listens_on_loopback_only(write_config) -> None:
+    """Every socket that a search's local Ray runtime (driver, GCS, raylet, a worker) listens
+    on is a loopback one. The runtime is started as `search --backend ray` starts it, in a
+    fresh process that has not imported Ray."""
     pytest.importorskip("ray")
     psutil = pytest.importorskip("psutil")
-    config = write_config({**SEARCH, "search": {**SEARCH["search"], "trials": 2}})
+    config = write_config({"search": {"backend": "ray"}})
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    env.pop("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", None)  # the command sets it itself
+    env.pop("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", None)  # init_ray sets it itself
     proc = subprocess.Popen(
-        [sys.executable, "-m", "autocompress", "search", str(config), "--backend", "ray"],
+        [sys.executable, "-c", RAY_RUNTIME, str(config)],
         cwd=ROOT,
         env=env,
-        stdout=subprocess.DEVNULL,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
+        text=True,
     )
-    seen: set[tuple[str, str, int]] = set()
-    worker_seen = False
     try:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "ready", (
+            proc.stderr.read() if proc.stderr else ""
+        )
         parent = psutil.Process(proc.pid)
-        deadline = time.monotonic() + 240
-        while proc.poll() is None and time.monotonic() < deadline:
-            try:
-                procs = {p.pid: p.name() for p in [parent, *parent.children(recursive=True)]}
-                for c in psutil.net_connections(kind="inet"):
-                    if c.status == psutil.CONN_LISTEN and c.pid in procs:
-                        seen.add((procs[c.pid], c.laddr.ip, c.laddr.port))
-            except psutil.Error:  # a process ended while we looked
-                pass
-            worker_seen |= any(name.startswith("ray::") for name, _, _ in seen)
-            time.sleep(0.2)
+        names = {p.pid: p.name() for p in [parent, *parent.children(recursive=True)]}
+        seen = {
+            (names[c.pid], c.laddr.ip, c.laddr.port)
+            for c in psutil.net_connections(kind="inet")
+            if c.status == psutil.CONN_LISTEN and c.pid in names
+        }
     finally:
-        if proc.poll() is None:
-            proc.terminate()  # SIGTERM: the search stops Ray in order
-        proc.wait(60)
-    names = {name for name, _, _ in seen}
-    assert {"gcs_server", "raylet"} <= names and worker_seen, seen
+        proc.communicate(timeout=120)  # closes stdin: the runtime shuts down
+    assert {"gcs_server", "raylet"} <= {name for name, _, _ in seen}, seen
     exposed = {s for s in seen if not (s[1].startswith(("127.", "::ffff:127.")) or s[1] == "::1")}
     assert not exposed, exposed
+
+
+def test_a_ray_imported_too_early_is_refused_rather_than_exposed(write_config) -> None:
+    """A program that imported Ray before (so Ray took the node's network address) gets a
+    clear refusal instead of a runtime listening beyond loopback."""
+    pytest.importorskip("ray")
+    config = write_config({"search": {"backend": "ray"}})
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env.pop("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", None)
+    script = "import ray, sys\n" + RAY_RUNTIME.replace("import ray\n", "")
+    proc = subprocess.run(
+        [sys.executable, "-c", script, str(config)],
+        cwd=ROOT,
+        env=env,
+        input="",
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    if proc.returncode == 0:  # this machine's only address is a loopback one
+        pytest.skip("no network address besides loopback: nothing to refuse")
+    assert "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0" in proc.stderr
+    assert "ConfigError" in proc.stderr and "ready" not in proc.stdout
 
 
 # ---------------------------------------------------------------------------------------------

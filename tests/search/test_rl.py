@@ -90,23 +90,36 @@ def test_rl_search_records_episodes_as_trials_and_resumes_its_agent(write_config
     assert (run_dir / "rl-agent-digits-test.pt").exists()
 
 
-EPISODES = 80  # the stated budget: the agent must beat random search within it
+TARGETS = [0.4, 0.8, 0.2, 0.9, 0.1, 0.6, 0.3, 0.85]
 
 
-def test_agent_beats_random_search_on_a_toy_problem_within_80_episodes() -> None:
+def best_rewards(episodes: int) -> tuple[list[float], list[float]]:
     """8 layers, one action each; the reward is a known function of the actions (minus the
-    squared distance to per-layer targets). Best reward found in 80 episodes, mean of 3
-    seeds: the agent (10 random warm-up episodes, then learning) against random search."""
+    squared distance to per-layer targets). Best reward found within ``episodes``, for 3 seeds:
+    the agent (10 random warm-up episodes, then learning), and random search."""
     from autocompress.search.rl import toy_episodes
 
-    targets = [0.4, 0.8, 0.2, 0.9, 0.1, 0.6, 0.3, 0.85]
-
     def reward(actions) -> float:
-        return -sum((a - t) ** 2 for a, t in zip(actions, targets, strict=True))
+        return -sum((a - t) ** 2 for a, t in zip(actions, TARGETS, strict=True))
 
     agent, rand = [], []
     for seed in range(3):
-        agent.append(max(toy_episodes(len(targets), reward, EPISODES, seed)))
+        agent.append(max(toy_episodes(len(TARGETS), reward, episodes, seed)))
         rng = np.random.default_rng(seed + 100)
-        rand.append(max(reward(rng.uniform(0, 1, len(targets))) for _ in range(EPISODES)))
+        rand.append(max(reward(rng.uniform(0, 1, len(TARGETS))) for _ in range(episodes)))
+    return agent, rand
+
+
+def test_agent_beats_random_search_on_a_toy_problem_within_40_episodes() -> None:
+    """The agent learns within a short search: 30 episodes after its warm-up. Measured here:
+    agent -0.33 against random -0.49 (mean best reward), every seed ahead; the margin asked,
+    0.05, leaves room for other CPUs' arithmetic. Deterministic: seeds fixed, one thread."""
+    agent, rand = best_rewards(40)
+    assert np.mean(agent) > np.mean(rand) + 0.05, (agent, rand)
+
+
+@pytest.mark.slow  # 35 s idle, minutes on a busy machine
+def test_agent_beats_random_search_on_a_toy_problem_within_80_episodes() -> None:
+    """The budget the RL benchmark's searches use (80 episodes): agent -0.30, random -0.40."""
+    agent, rand = best_rewards(80)
     assert np.mean(agent) > np.mean(rand), (agent, rand)
