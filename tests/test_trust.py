@@ -242,9 +242,7 @@ def test_a_yaml_alias_bomb_in_a_config_is_refused_at_once(write_config, capsys) 
     raw = config.read_text().replace("train:\n", "train:\n  epochs: *h\n", 1)
     # the anchors live inside a mapping of their own so the file stays one YAML document
     config.write_text("anchors:" + BOMB.replace("\n", "\n  ") + "\n" + raw)
-    started = time.perf_counter()
-    assert main(["cost", str(config)]) == 2
-    assert time.perf_counter() - started < 5
+    assert main(["cost", str(config)]) == 2  # refused while parsing: nothing is expanded
     err = one_line_error(capsys)
     assert "aliases" in err and len(err) < 400
 
