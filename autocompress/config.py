@@ -335,6 +335,11 @@ def base_key(cfg: Config) -> str:
 
 def load_config(path: str | Path, overrides: Iterable[str] = ()) -> Config:
     """Read a YAML config, apply ``key=value`` overrides, validate, return a frozen Config."""
+    return parse_config(read_raw_config(path, overrides))
+
+
+def read_raw_config(path: str | Path, overrides: Iterable[str] = ()) -> dict[str, Any]:
+    """The config file as a plain mapping with ``key=value`` overrides applied, unvalidated."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError("<file>", str(path), "the config file does not exist")
@@ -346,7 +351,7 @@ def load_config(path: str | Path, overrides: Iterable[str] = ()) -> Config:
         raise ConfigError("<root>", raw, "the config must be a mapping of sections")
     for item in overrides:
         apply_override(raw, item)
-    return parse_config(raw)
+    return raw
 
 
 def apply_override(raw: dict[str, Any], item: str) -> None:

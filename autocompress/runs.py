@@ -15,10 +15,9 @@ from typing import TYPE_CHECKING
 
 import yaml
 
-from autocompress.config import Config, apply_override, parse_config
+from autocompress.config import Config, parse_config, read_raw_config
 from autocompress.errors import ConfigError
 from autocompress.files import write_atomic
-from autocompress.yamlio import load_yaml
 
 if TYPE_CHECKING:
     from autocompress.cost.profile import Profile
@@ -57,14 +56,7 @@ def load_run_config(
         raise ConfigError(
             "RUN_DIR", str(run_dir), f"a run directory holding {path.name} (made by `search`)"
         )
-    try:
-        raw = load_yaml(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError("<file>", str(path), f"the file is not valid YAML: {exc}") from None
-    if not isinstance(raw, dict):
-        raise ConfigError("<root>", raw, "the config must be a mapping of sections")
-    for item in overrides:
-        apply_override(raw, item)
+    raw = read_raw_config(path, overrides)
     resolved = run_dir.resolve()
     raw["runs_root"], raw["name"] = str(resolved.parent), resolved.name
     return parse_config(raw)
