@@ -57,12 +57,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     except FloatingPointError as exc:  # training diverged: not a bug, not bad input either
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    except OSError as exc:  # a full disk, a read-only folder: the machine's, not a bug
-        line = describe_os_error(exc)
+    except Exception as exc:  # a full disk, a read-only folder, a lost database: not a bug
+        line = _machine_failure(exc)
         if line is None:
             raise
         print(f"error: {line}", file=sys.stderr)
         return 1
+
+
+def _machine_failure(exc: Exception) -> str | None:
+    """One line for a failure of the machine (file system, study storage), else None."""
+    if isinstance(exc, OSError):
+        return describe_os_error(exc)
+    if "optuna" in sys.modules or "sqlalchemy" in sys.modules:
+        from autocompress.search.study import describe_storage_failure
+
+        return describe_storage_failure(exc)
+    return None
 
 
 def _parser() -> argparse.ArgumentParser:

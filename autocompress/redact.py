@@ -9,6 +9,7 @@ file) or names the whole URL in the ``AUTOCOMPRESS_STORAGE`` environment variabl
 
 from __future__ import annotations
 
+import re
 from urllib.parse import SplitResult, unquote, urlsplit, urlunsplit
 
 MASK = "***"
@@ -66,3 +67,12 @@ def redact(text: str, url: str | None) -> str:
         for form in {password, unquote(password)}:
             text = text.replace(form, MASK)
     return text
+
+
+_URL_PASSWORD = re.compile(r"(\b[a-zA-Z][\w+.-]*://[^\s:/@]*:)[^\s@/]+@")
+
+
+def mask_urls_in(text: str) -> str:
+    """Any ``scheme://user:password@`` in free text (a driver's message) with the password
+    masked, for errors whose URL is not known."""
+    return _URL_PASSWORD.sub(rf"\1{MASK}@", text)

@@ -378,6 +378,65 @@ def test_a_full_disk_during_export_leaves_the_previous_one_whole(
     assert not [p.name for p in out.parent.iterdir() if p.name.startswith(".full-disk")]
 
 
+@pytest.fixture
+def small_disk(tmp_path):
+    """A tmpfs of a given size, mounted for the test (root only); yields a mount function."""
+    mounted: list[Path] = []
+
+    def mount(size: int) -> Path:
+        point = tmp_path / f"disk{len(mounted)}"
+        point.mkdir()
+        done = subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(point)],
+            capture_output=True,
+        )
+        if done.returncode != 0:
+            pytest.skip("cannot mount a tmpfs here (needs root)")
+        mounted.append(point)
+        return point
+
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small disk needs root")
+    yield mount
+    for point in mounted:
+        subprocess.run(["umount", str(point)], check=False)
+
+
+def test_a_real_full_disk_during_export_leaves_the_previous_one_whole(
+    searched_run, small_disk, capsys
+) -> None:
+    """On a tmpfs with room for one export and a half, the second export runs out of space
+    while writing its files beside the first: one line, exit 1, the first export untouched."""
+    probe = searched_run.parent / "probe"
+    assert main(["export", str(searched_run), "--trial", "0", "--out", str(probe)]) == 0
+    pages = sum(-(-p.stat().st_size // 4096) * 4096 for p in probe.iterdir())
+    disk = small_disk(pages * 3 // 2 + 16384)
+    out = disk / "export"
+    assert main(["export", str(searched_run), "--trial", "0", "--out", str(out)]) == 0
+    before = outputs(out)
+    capsys.readouterr()
+    assert main(["export", str(searched_run), "--trial", "1", "--out", str(out)]) == 1
+    assert "no space left" in one_line_error(capsys)
+    assert outputs(out) == before
+    assert [p.name for p in disk.iterdir()] == ["export"]  # no partial folder, no stray file
+
+
+def test_a_disk_that_fills_during_a_search_is_one_line_and_keeps_the_trials(
+    write_config, small_disk, capsys
+) -> None:
+    disk = small_disk(200 * 1024)  # the base model (32 kB) and a few dozen trials' records
+    config = write_config({**SEARCH, "search": {"trials": 500, "uniform": 1}})
+    config.write_text(config.read_text().replace(str(config.parent / "runs"), str(disk)))
+    assert main(["search", str(config)]) == 1
+    err = one_line_error(capsys)
+    assert "database or disk is full" in err and "run the same command to resume" in err
+    import optuna
+
+    db = disk / "digits-test" / "study.db"
+    study = optuna.load_study(study_name="digits-test", storage=f"sqlite:///{db}")
+    assert len([t for t in study.get_trials() if t.state.is_finished()]) > 3
+
+
 def test_out_naming_a_file_or_a_foreign_folder_is_refused_before_any_work(
     write_config, tmp_path, capsys
 ) -> None:

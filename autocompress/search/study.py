@@ -26,7 +26,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError, S
 
 from autocompress.config import Config
 from autocompress.errors import AutocompressError
-from autocompress.redact import mask_url, password_of, redact
+from autocompress.redact import mask_url, mask_urls_in, password_of, redact
 
 STORAGE_ENV = "AUTOCOMPRESS_STORAGE"  # a storage URL kept out of configs and command lines
 
@@ -71,6 +71,23 @@ def _cannot_open(cfg: Config, reason: object) -> AutocompressError:
             "or pass --storage URL)"
         )
     return AutocompressError(f"cannot open the study at {mask_url(url)}: {text}{hint}")
+
+
+def describe_storage_failure(exc: BaseException) -> str | None:
+    """One line for a storage that failed mid-search (a full disk, a lost database server),
+    or None if ``exc`` is not a storage error. The innermost cause is what the user can act on."""
+    if not isinstance(exc, OptunaError | SQLAlchemyError):
+        return None
+    if isinstance(exc, OptunaError) and not isinstance(exc, optuna.exceptions.StorageInternalError):
+        return None
+    inner: BaseException = exc
+    while inner.__cause__ is not None or getattr(inner, "orig", None) is not None:
+        inner = getattr(inner, "orig", None) or inner.__cause__  # type: ignore[assignment]
+    text = str(inner).strip().splitlines()[0] if str(inner).strip() else type(inner).__name__
+    return (
+        f"the study's storage failed: {mask_urls_in(text)}; the finished trials are kept: fix "
+        "it (free space, restart the server) and run the same command to resume"
+    )
 
 
 def make_storage(cfg: Config) -> optuna.storages.BaseStorage:
