@@ -399,7 +399,8 @@ def small_disk(tmp_path):
         pytest.skip("mounting a small disk needs root")
     yield mount
     for point in mounted:
-        subprocess.run(["umount", str(point)], check=False)
+        # lazily: the in-process search may still hold its SQLite file open on the disk
+        subprocess.run(["umount", "--lazy", str(point)], check=False)
 
 
 def test_a_real_full_disk_during_export_leaves_the_previous_one_whole(
