@@ -69,11 +69,9 @@ def _machine_failure(exc: Exception) -> str | None:
     """One line for a failure of the machine (file system, study storage), else None."""
     if isinstance(exc, OSError):
         return describe_os_error(exc)
-    if "optuna" in sys.modules or "sqlalchemy" in sys.modules:
-        from autocompress.search.study import describe_storage_failure
+    from autocompress.search.study import describe_storage_failure  # imported on errors only
 
-        return describe_storage_failure(exc)
-    return None
+    return describe_storage_failure(exc)
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -215,7 +215,8 @@ def write_candidate(
     profile: Profile,
     onnx: bool = False,
 ) -> None:
-    """Write a candidate's files into ``folder`` (a staged folder: see :func:`write_output`)."""
+    """Write a candidate's files into ``folder``: a folder staged by
+    :func:`autocompress.files.staged_output`, swapped in by the caller once it is complete."""
     report = candidate.report
     write_atomic(folder / "weights.bin", candidate.packed)
     meta = {"report": report, "mean": base.metrics.get("mean"), "std": base.metrics.get("std")}
