@@ -31,4 +31,20 @@ def apply_policy(
     compressed = copy.deepcopy(model)
     for method in METHODS:
         compressed = method.apply(compressed, policy, profile, settings)
-    return compressed
+    return without_fused_paths(compressed)
+
+
+def without_fused_paths(model: nn.Module) -> nn.Module:
+    """Turn off the fused inference kernels of PyTorch's Transformer layers in ``model``.
+
+    In eval mode ``nn.TransformerEncoderLayer`` runs one fused kernel that reads
+    ``linear1.weight`` / ``linear2.weight`` directly: it would bypass activation quantizers,
+    and a factorized Linear has no ``weight`` at all. The layer-by-layer path computes the same
+    function. (``activation_relu_or_gelu`` is the per-layer switch PyTorch checks first.)
+    """
+    for module in model.modules():
+        if isinstance(module, nn.TransformerEncoderLayer | nn.TransformerDecoderLayer):
+            module.activation_relu_or_gelu = 0
+        elif isinstance(module, nn.TransformerEncoder):
+            module.use_nested_tensor = False
+    return model

@@ -7,13 +7,15 @@ inputs), so tensors really shrink. Channels with the smallest group L1/L2 magnit
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 import torch_pruning as tp
 from torch import nn
 
 from autocompress.config import CompressConfig
 from autocompress.cost.metrics import group_channels
-from autocompress.cost.profile import Profile
+from autocompress.cost.profile import Profile, dependency_graph
 from autocompress.policy import Policy
 
 KNOBS = ("prune",)
@@ -27,10 +29,17 @@ def apply(
     targets = {gid: n for gid, n in kept.items() if n < profile.groups[gid].channels}
     if not targets:
         return model
+    with warnings.catch_warnings():  # Torch-Pruning's shape inference warns on recurrent layers
+        warnings.simplefilter("ignore")
+        return _prune(model, profile, targets, settings)
+
+
+def _prune(
+    model: nn.Module, profile: Profile, targets: dict[int, int], settings: CompressConfig
+) -> nn.Module:
     was_training = model.training
     model.eval()
-    example = torch.zeros(1, *profile.input_shape)
-    graph = tp.DependencyGraph().build_dependency(model, example_inputs=example)
+    graph = dependency_graph(model, profile.inputs)
     importance = tp.importance.GroupMagnitudeImportance(p=1 if settings.importance == "l1" else 2)
     for gid, keep in targets.items():
         root = model.get_submodule(profile.groups[gid].root)

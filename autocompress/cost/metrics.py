@@ -121,8 +121,10 @@ def compute_costs(profile: Profile, policy: Policy, round_to: int = 1) -> Costs:
         size_bytes += lbytes
     floats = profile.fixed_params + profile.fixed_state
     params += profile.fixed_params
+    macs += profile.other_macs  # attention products, recurrent layers: float, never changed
+    bitops += profile.other_macs * FLOAT_BITS * FLOAT_BITS
     for norm in profile.norms.values():
-        channels = norm.channels if norm.group is None else kept[norm.group]
+        channels = norm.fixed + sum(kept[g] for g in norm.groups)
         affine = 2 * channels if norm.affine else 0
         params += affine
         floats += affine + (2 * channels if norm.running_stats else 0)

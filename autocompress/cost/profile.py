@@ -8,13 +8,20 @@ compressed model.
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 import torch_pruning as tp
 from torch import nn
+from torch.nn.attention import SDPBackend, sdpa_kernel
+from torch.utils.flop_counter import FlopCounterMode
 
 from autocompress.errors import ConfigError
+from autocompress.inputs import Inputs
 
 SUPPORTED_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d)
 
@@ -45,9 +52,13 @@ class LayerProfile:
 
 @dataclass(frozen=True)
 class NormProfile:
+    """A BatchNorm layer. Its channels are ``fixed`` plus the channel groups it normalises
+    (several after a concatenation, as in DenseNet)."""
+
     name: str
     channels: int
-    group: int | None
+    groups: tuple[int, ...]
+    fixed: int
     affine: bool
     running_stats: bool
 
@@ -66,26 +77,64 @@ class ChannelGroup:
 
 @dataclass(frozen=True)
 class Profile:
+    """What the cost model knows of a model: one traced call on its example inputs.
+
+    Costs are per call of ``example`` (give a batch of one for per-sample figures).
+    ``other_macs`` are multiply-accumulates outside the compressible layers (attention's
+    q·k and a·v products, recurrent layers, 1-d convolutions, ...): no policy changes them,
+    because a channel group that would change them is not prunable. ``untouched`` names the
+    modules with weights that no knob compresses, and why.
+    """
+
     model: str
-    input_shape: tuple[int, ...]  # one sample, e.g. (1, 28, 28)
+    input_shape: tuple[int, ...]  # one sample of a single float input, e.g. (1, 28, 28); else ()
     layers: dict[str, LayerProfile]
     norms: dict[str, NormProfile]
     groups: dict[int, ChannelGroup]
     fixed_params: int  # parameters outside layers and norms (never compressed)
     fixed_state: int  # float buffers outside norms, stored with the model
+    other_macs: int = 0
+    untouched: dict[str, str] = field(default_factory=dict)
+    example: Inputs | None = field(default=None, compare=False, repr=False)
+
+    @property
+    def inputs(self) -> Inputs:
+        """The example inputs the model was profiled with."""
+        if self.example is not None:
+            return self.example
+        return Inputs.images(self.input_shape)
 
 
-def profile_model(model: nn.Module, input_shape: tuple[int, ...], model_name: str) -> Profile:
-    """Profile ``model`` for inputs of one sample shape ``input_shape`` (C, H, W)."""
+Example = tuple[int, ...] | Inputs | torch.Tensor | tuple[Any, ...] | list[Any] | dict[str, Any]
+
+
+def as_inputs(example: Example) -> Inputs:
+    """A sample shape (C, H, W) of ints means a zero image batch of one; anything else is
+    example inputs (see :meth:`Inputs.of`)."""
+    if isinstance(example, tuple) and example and all(isinstance(d, int) for d in example):
+        return Inputs.images(example)
+    return Inputs.of(example)
+
+
+def profile_model(model: nn.Module, example: Example, model_name: str) -> Profile:
+    """Profile ``model`` on ``example``: a sample shape (C, H, W) for image models, or the
+    model's example inputs (see :class:`autocompress.inputs.Inputs`)."""
+    with warnings.catch_warnings():  # Torch-Pruning's shape inference warns on recurrent layers
+        warnings.simplefilter("ignore")
+        return _profile(model, as_inputs(example), model_name)
+
+
+def _profile(model: nn.Module, inputs: Inputs, model_name: str) -> Profile:
     model = copy.deepcopy(model).eval()
-    example = torch.zeros(1, *input_shape)
-    positions, order = _trace_positions(model, example)
+    traced = _trace(model, inputs)
+    positions, order = traced.positions, traced.order
     names = {m: n for n, m in model.named_modules()}
-    graph = tp.DependencyGraph().build_dependency(model, example_inputs=example)
+    untouched = _untouched(model, positions)
+    graph = dependency_graph(model, inputs)
 
     out_group: dict[str, int] = {}
     in_groups: dict[str, list[tuple[int, int]]] = {}
-    norm_group: dict[str, int] = {}
+    norm_groups: dict[str, list[int]] = {}
     groups: dict[int, ChannelGroup] = {}
     for root_name in order:
         if root_name in out_group:
@@ -108,7 +157,10 @@ def profile_model(model: nn.Module, input_shape: tuple[int, ...], model_name: st
                         in_groups.setdefault(name, []).append((gid, 1))
                 else:
                     if len(idxs) % channels:
-                        why = f"layer '{name}' takes a non-integer share of its channels"
+                        why = (
+                            f"layer '{name}' takes a non-integer share of its channels (a "
+                            "reshape between them, such as a split into attention heads)"
+                        )
                     in_groups.setdefault(name, []).append((gid, len(idxs) // channels))
                 if (
                     isinstance(target, nn.Conv2d)
@@ -117,9 +169,12 @@ def profile_model(model: nn.Module, input_shape: tuple[int, ...], model_name: st
                 ):
                     why = f"grouped convolution '{name}' is coupled to it"
             elif isinstance(target, SUPPORTED_NORMS):
-                norm_group[name] = gid
+                if gid not in norm_groups.setdefault(name, []):
+                    norm_groups[name].append(gid)
             elif isinstance(target, nn.Module) and any(True for _ in target.parameters(False)):
                 why = f"module '{name}' ({type(target).__name__}) is coupled to it"
+            elif isinstance(target, nn.Module) and name in untouched:
+                why = f"module '{name}' is coupled to it ({untouched[name]})"
             elif isinstance(target, nn.Parameter):
                 why = "a bare nn.Parameter is coupled to it"
         if order and order[-1] in members:
@@ -145,18 +200,102 @@ def profile_model(model: nn.Module, input_shape: tuple[int, ...], model_name: st
             in_fixed=fan_in - sum(groups[g].channels * mult for g, mult in ins),
             stride=int(m.stride[0]) if isinstance(m, nn.Conv2d) else 1,
         )
-    norms = {
-        n: NormProfile(n, m.num_features, norm_group.get(n), m.affine, m.track_running_stats)
-        for n, m in model.named_modules()
-        if isinstance(m, SUPPORTED_NORMS)
-    }
+    norms = {}
+    for n, m in model.named_modules():
+        if isinstance(m, SUPPORTED_NORMS):
+            gids = tuple(norm_groups.get(n, ()))
+            fixed = m.num_features - sum(groups[g].channels for g in gids)
+            if fixed < 0:  # coupled to a group in a way it does not concatenate: keep it whole
+                for g in gids:
+                    groups[g] = _not_prunable(groups[g], f"norm '{n}' is coupled to it")
+                gids, fixed = (), m.num_features
+            norms[n] = NormProfile(n, m.num_features, gids, fixed, m.affine, m.track_running_stats)
     counted = {id(p) for n in [*layers, *norms] for p in model.get_submodule(n).parameters()}
     fixed_params = sum(p.numel() for p in model.parameters() if id(p) not in counted)
     norm_buffers = {id(b) for n in norms for b in model.get_submodule(n).buffers()}
     fixed_state = sum(
         b.numel() for b in model.buffers() if id(b) not in norm_buffers and b.is_floating_point()
     )
-    return Profile(model_name, tuple(input_shape), layers, norms, groups, fixed_params, fixed_state)
+    other = traced.total_macs - traced.layer_macs
+    if other:  # a group whose channels reach an uncounted product must stay whole
+        groups = _guard_other_macs(model, inputs, groups, other)
+    return Profile(
+        model_name,
+        inputs.sample_shape or (),
+        layers,
+        norms,
+        groups,
+        fixed_params,
+        fixed_state,
+        other,
+        untouched,
+        inputs,
+    )
+
+
+def dependency_graph(model: nn.Module, inputs: Inputs) -> tp.DependencyGraph:
+    """Torch-Pruning's dependency graph of ``model`` traced on ``inputs``."""
+    return tp.DependencyGraph().build_dependency(
+        model, example_inputs=inputs, forward_fn=lambda m, x: x(m), verbose=False
+    )
+
+
+def _not_prunable(group: ChannelGroup, why: str) -> ChannelGroup:
+    return ChannelGroup(group.id, group.channels, group.root, group.layers, False, group.why or why)
+
+
+def _guard_other_macs(
+    model: nn.Module, inputs: Inputs, groups: dict[int, ChannelGroup], other: int
+) -> dict[int, ChannelGroup]:
+    """Remove one channel of each prunable group in turn (on a copy): a group whose removal
+    changes the MACs outside the compressible layers, or breaks the forward pass, is not
+    prunable. Attention heads written by hand (a Linear's output reshaped into heads) are the
+    usual case: their channels feed q·k products the cost model does not price per channel."""
+    result = dict(groups)
+    work, graph = None, None
+    for gid, group in groups.items():
+        if not group.prunable:
+            continue
+        if work is None:
+            work = copy.deepcopy(model)
+            graph = dependency_graph(work, inputs)
+        assert graph is not None
+        root = work.get_submodule(group.root)
+        pruner = graph.get_pruner_of_module(root)
+        channels = pruner.get_out_channels(root)
+        if channels < 2:
+            continue
+        try:
+            graph.get_pruning_group(root, pruner.prune_out_channels, [channels - 1]).prune()
+            traced = _trace(work, inputs)
+            changed = traced.total_macs - traced.layer_macs != other
+            why = "its channels reach products outside the compressible layers (attention)"
+        except Exception as exc:  # the model cannot run with this group pruned
+            changed, work = True, None
+            why = f"the model fails when its channels are pruned ({type(exc).__name__})"
+        if changed:
+            result[gid] = _not_prunable(group, why)
+            work = None  # start again from the unpruned model
+    return result
+
+
+def _untouched(model: nn.Module, positions: dict[str, int]) -> dict[str, str]:
+    """Modules holding weights that no knob compresses, with the reason (outermost only)."""
+    found: dict[str, str] = {}
+    for name, module in model.named_modules():
+        if not name or any(name.startswith(f"{other}.") for other in found):
+            continue
+        if isinstance(module, nn.Conv2d | nn.Linear):
+            if name not in positions:
+                found[name] = (
+                    "never called through its forward (its parent reads the weights directly) "
+                    "or unused: left as it is"
+                )
+        elif not isinstance(module, SUPPORTED_NORMS) and any(
+            True for _ in module.parameters(recurse=False)
+        ):
+            found[name] = f"{type(module).__name__}: no compression method for it; priced as it is"
+    return found
 
 
 def _dims(m: nn.Module) -> tuple[str, int, int, int, int]:
@@ -168,10 +307,22 @@ def _dims(m: nn.Module) -> tuple[str, int, int, int, int]:
     return "linear", m.in_features, m.out_features, 1, 1
 
 
-def _trace_positions(model: nn.Module, example: torch.Tensor) -> tuple[dict[str, int], list[str]]:
-    """Output positions per sample of every Conv2d/Linear, and their execution order."""
+@dataclass
+class _Traced:
+    positions: dict[str, int]  # output positions of every Conv2d/Linear per call
+    order: list[str]  # their execution order
+    total_macs: int  # every multiply-accumulate of the call
+    layer_macs: int  # those of the Conv2d/Linear layers
+
+
+def _trace(model: nn.Module, inputs: Inputs) -> _Traced:
+    """One call of ``model``: its layers' positions and order, and its MACs, counted by
+    ``FlopCounterMode`` with the math attention kernel and without inference fast paths (which
+    hide attention from it), plus recurrent layers (which it does not see) by formula."""
     positions: dict[str, int] = {}
     order: list[str] = []
+    macs = {"layers": 0, "recurrent": 0}
+    counter = FlopCounterMode(display=False)
     hooks = []
     for name, module in model.named_modules():
         if isinstance(module, nn.Conv2d | nn.Linear):
@@ -185,12 +336,77 @@ def _trace_positions(model: nn.Module, example: torch.Tensor) -> tuple[dict[str,
                         f"layer '{name}' runs twice in one forward pass; shared "
                         "layers cannot be compressed per layer",
                     )
-                positions[name] = out.numel() // (out.shape[0] * width)
+                positions[name] = out.numel() // width
                 order.append(name)
+                per_out = mod.weight.numel() // width
+                macs["layers"] += out.numel() * per_out
 
             hooks.append(module.register_forward_hook(hook))
-    with torch.no_grad():
-        model(example)
-    for h in hooks:
-        h.remove()
-    return positions, order
+        elif isinstance(module, nn.RNNBase):
+            seen: dict[str, int] = {}
+
+            def rnn_pre(_mod: nn.Module, _inp: object, seen: dict[str, int] = seen) -> None:
+                seen["before"] = counter.get_total_flops()
+
+            def rnn_hook(
+                mod: nn.Module, inp: tuple[Any, ...], _out: object, seen: dict[str, int] = seen
+            ) -> None:
+                # LSTM runs as one kernel FlopCounterMode does not see; GRU is decomposed
+                if counter.get_total_flops() == seen["before"]:
+                    macs["recurrent"] += recurrent_macs(mod, inp[0])
+
+            hooks.append(module.register_forward_pre_hook(rnn_pre))
+            hooks.append(module.register_forward_hook(rnn_hook))
+    was_training = model.training
+    model.eval()
+    try:
+        with counter, sdpa_kernel(SDPBackend.MATH), _no_fast_path():
+            inputs(model)
+    finally:
+        for h in hooks:
+            h.remove()
+        model.train(was_training)
+    total = counter.get_total_flops() // 2 + macs["recurrent"]
+    return _Traced(positions, order, total, macs["layers"])
+
+
+def count_macs(model: nn.Module, example: Example) -> int:
+    """Every multiply-accumulate of one call of ``model`` on ``example``, counted on the model
+    as it is (``FlopCounterMode`` with the math attention kernel, plus recurrent layers)."""
+    return _trace(model, as_inputs(example)).total_macs
+
+
+@contextmanager
+def _no_fast_path() -> Iterator[None]:
+    """Turn off the inference fast path of nn.MultiheadAttention / TransformerEncoderLayer."""
+    previous = torch.backends.mha.get_fastpath_enabled()
+    torch.backends.mha.set_fastpath_enabled(False)
+    try:
+        yield
+    finally:
+        torch.backends.mha.set_fastpath_enabled(previous)
+
+
+def recurrent_macs(module: nn.Module, x: Any) -> int:
+    """Multiply-accumulates of an RNN/LSTM/GRU call on input ``x`` (FlopCounterMode sees none
+    of an LSTM's).
+
+    Per time step, layer and direction: gates × hidden × (input + recurrent width), plus the
+    projection of an LSTM with ``proj_size``.
+    """
+    assert isinstance(module, nn.RNNBase)
+    if isinstance(x, nn.utils.rnn.PackedSequence):
+        steps = int(x.batch_sizes.sum())  # one step per sample and position
+    else:
+        steps = x.shape[0] * x.shape[1] if x.ndim == 3 else x.shape[0]
+    gates = {"LSTM": 4, "GRU": 3}.get(module.mode, 1)
+    dirs = 2 if module.bidirectional else 1
+    out = module.proj_size or module.hidden_size
+    total = 0
+    for layer in range(module.num_layers):
+        width = module.input_size if layer == 0 else out * dirs
+        per_step = gates * module.hidden_size * (width + out)
+        if module.proj_size:
+            per_step += module.proj_size * module.hidden_size
+        total += dirs * per_step
+    return steps * total
