@@ -328,7 +328,7 @@ def _trace(model: nn.Module, inputs: Inputs) -> _Traced:
         if isinstance(module, nn.Conv2d | nn.Linear):
 
             def hook(mod: nn.Module, _inp: object, out: torch.Tensor, name: str = name) -> None:
-                width = _dims(mod)[2]
+                _, fan_in, width, kernel, groups = _dims(mod)
                 if name in positions:
                     raise ConfigError(
                         "model",
@@ -338,8 +338,7 @@ def _trace(model: nn.Module, inputs: Inputs) -> _Traced:
                     )
                 positions[name] = out.numel() // width
                 order.append(name)
-                per_out = mod.weight.numel() // width
-                macs["layers"] += out.numel() * per_out
+                macs["layers"] += out.numel() * (fan_in // groups) * kernel
 
             hooks.append(module.register_forward_hook(hook))
         elif isinstance(module, nn.RNNBase):
