@@ -1,7 +1,9 @@
 """autocompress: automated model-compression search for PyTorch.
 
-Core types are plain data (:class:`Policy`, :class:`LayerChoice`); behaviour lives in
-functions that take them (:func:`apply_policy`, :func:`compute_costs`).
+The public API works on any ``nn.Module``: :func:`profile`, :func:`price`, :func:`compress`,
+:func:`search` (a :class:`Search` handle: ``pareto``, ``best``, ``export``, ``plot``),
+:func:`save` and :func:`load`. Policies are plain data (:class:`Policy`, :class:`LayerChoice`).
+See ``examples/`` and the README's "Compress your own model".
 """
 
 from collections.abc import Iterable
@@ -9,7 +11,11 @@ from pathlib import Path
 
 from torch import nn
 
+from autocompress.api import Search, compress, price, profile, save, search
 from autocompress.checkpoint import load_checkpoint
+from autocompress.cost.metrics import Costs
+from autocompress.cost.profile import Profile
+from autocompress.inputs import Inputs
 from autocompress.models.normalize import Normalized
 from autocompress.policy import LayerChoice, Policy
 
@@ -21,9 +27,10 @@ def load(
 ) -> nn.Module:
     """Rebuild the model saved in an autocompress checkpoint, ready for inference.
 
-    It takes images scaled to [0, 1] in NCHW: the dataset's normalisation is inside it.
-    Zoo models are rebuilt from the file alone. A model made by a user factory is rebuilt
-    only if you allow it — loading never imports code the file names on its own:
+    A model trained by the YAML path takes images scaled to [0, 1] in NCHW: the dataset's
+    normalisation is inside it. Zoo models are rebuilt from the file alone. Your own module
+    (saved by :func:`save` or ``Search.export``), or a model made by a user factory, is rebuilt
+    only from what you give — loading never imports code the file names on its own:
 
     - ``model=``: a fresh instance of the uncompressed model; the stored policy is applied
       to (a copy of) it and the weights are loaded;
@@ -43,4 +50,19 @@ def load(
     return model
 
 
-__all__ = ["LayerChoice", "Policy", "__version__", "load", "load_checkpoint"]
+__all__ = [
+    "Costs",
+    "Inputs",
+    "LayerChoice",
+    "Policy",
+    "Profile",
+    "Search",
+    "__version__",
+    "compress",
+    "load",
+    "load_checkpoint",
+    "price",
+    "profile",
+    "save",
+    "search",
+]

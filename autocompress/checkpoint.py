@@ -29,6 +29,7 @@ from torch import nn
 
 from autocompress.errors import CheckpointError
 from autocompress.files import replace_atomic
+from autocompress.inputs import Inputs
 
 FORMAT_VERSION = 2
 READABLE_VERSIONS = (1, 2)  # version 1 (no content hash) is still read, unverified
@@ -54,6 +55,7 @@ def save_checkpoint(
     compress: dict[str, Any] | None = None,
     input_shape: tuple[int, ...] | None = None,
     meta: dict[str, Any] | None = None,
+    example: Inputs | None = None,
 ) -> str:
     """Write atomically (a temporary file, then rename): a crash never leaves half a file.
 
@@ -68,6 +70,13 @@ def save_checkpoint(
         "policy": policy,
         "compress": compress,
         "input_shape": list(input_shape) if input_shape else None,
+        # what the model takes, as tensors: rebuilding a policy on it needs no guess of shapes
+        "example_inputs": None
+        if example is None
+        else {
+            "args": list(example.map(lambda t: t.detach().cpu()).args),
+            "kwargs": dict(example.map(lambda t: t.detach().cpu()).kwargs),
+        },
         "state_dict": state,
         "sha256": sha,
         "meta": meta or {},
@@ -102,6 +111,16 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
                 "(the file was altered or damaged); export it again"
             )
     return payload
+
+
+def stored_inputs(payload: Mapping[str, Any]) -> Inputs:
+    """The example inputs a checkpoint was saved with, else zero images of its input shape."""
+    stored = payload.get("example_inputs")
+    if isinstance(stored, Mapping):
+        return Inputs(tuple(stored.get("args") or ()), dict(stored.get("kwargs") or {}))
+    if payload.get("input_shape"):
+        return Inputs.images(tuple(payload["input_shape"]))
+    raise CheckpointError("the checkpoint records neither example inputs nor an input shape")
 
 
 def allowed_factories(extra: Iterable[str] = ()) -> set[str]:
@@ -143,15 +162,18 @@ def load_checkpoint(
     spec = payload["model"]
     if model is not None:
         built = copy.deepcopy(model).train()
+    elif isinstance(spec, Mapping) and "class" in spec:
+        raise CheckpointError(
+            f"{path} holds your own module {str(spec['class'])[:200]}: rebuild it with "
+            "autocompress.load(path, model=<a fresh uncompressed instance>), or deploy the "
+            "model.onnx exported beside it, which needs no code"
+        )
     else:
         check_spec_allowed(spec, allow_factories, str(path))
         built = build_model(spec)
     if payload.get("policy"):
-        if not payload.get("input_shape"):
-            raise CheckpointError(f"{path} holds a policy but no input shape to rebuild it")
-        shape = tuple(payload["input_shape"])
         policy = Policy.from_dict(payload["policy"])
-        profile = profile_model(built, shape, policy.model)
+        profile = profile_model(built, stored_inputs(payload), policy.model)
         built = apply_policy(built, policy, profile, CompressConfig(**(payload["compress"] or {})))
     try:
         built.load_state_dict(payload["state_dict"])

@@ -269,7 +269,7 @@ def cmd_apply(cfg: Config, args: argparse.Namespace) -> int:
     from autocompress.export import compress_and_export
     from autocompress.files import check_output_dir
     from autocompress.policy import Policy, check_policy
-    from autocompress.runs import untrained_profile
+    from autocompress.runs import export_length, splits_recipe, target, untrained_profile
 
     policy = Policy.load(args.policy)
     _check_epochs(args.finetune_epochs)
@@ -278,13 +278,16 @@ def cmd_apply(cfg: Config, args: argparse.Namespace) -> int:
     check_output_dir(args.out, args.force)
     run = _prepare(cfg)
     report = compress_and_export(
-        cfg,
-        run.splits,
-        run.base,
+        run.base.model,
         run.profile,
         policy,
+        splits_recipe(cfg, run.splits),
+        export_length(cfg, args.finetune_epochs),
         args.out,
-        args.finetune_epochs,
+        target(cfg, run.base),
+        cfg.finetune_seed,
+        cfg.compress,
+        run.base.metrics["test_accuracy"],
         log=console.print,
         force=args.force,
     )
@@ -475,9 +478,9 @@ def cmd_search(cfg: Config, args: argparse.Namespace) -> int:
         TimeRemainingColumn,
     )
 
-    from autocompress.runs import untrained_profile, write_run_config
-    from autocompress.search.loop import make_controller, prepare_study, run_search
-    from autocompress.search.objective import make_context
+    from autocompress.runs import splits_recipe, untrained_profile, write_run_config
+    from autocompress.search.loop import make_controller, prepare_study, quiet_optuna, run_search
+    from autocompress.search.objective import check_budget_reachable, make_context
     from autocompress.search.ray_runner import check_backend
     from autocompress.search.samplers import make_sampler
     from autocompress.search.study import (
@@ -494,7 +497,9 @@ def cmd_search(cfg: Config, args: argparse.Namespace) -> int:
     # run's config rewritten: the backend, the storage, the existing study's objectives and
     # space (a space depends on shapes only: the untrained model gives the same one).
     check_backend(cfg)
-    space = build_space(cfg.space, untrained_profile(cfg), cfg.compress.round_to)
+    shapes = untrained_profile(cfg)
+    space = build_space(cfg.space, shapes, cfg.compress.round_to)
+    check_budget_reachable(cfg, space)
     # the sampler accepts the space (CMA-ES refuses bit-width choices)
     make_sampler(cfg.search.sampler, cfg.search.seed, space, 1 + len(cfg.search.objectives))
     previous = existing_study(cfg)
@@ -504,8 +509,9 @@ def cmd_search(cfg: Config, args: argparse.Namespace) -> int:
     splits, base, profile = run.splits, run.base, run.profile
     space = build_space(cfg.space, profile, cfg.compress.round_to)
     write_run_config(cfg)
-    ctx = make_context(cfg, splits, base, profile, space)
-    study, recovered = prepare_study(ctx, cfg.search.sampler)
+    ctx = make_context(cfg, splits_recipe(cfg, splits), base.model, profile, space)
+    with quiet_optuna():
+        study, recovered = prepare_study(ctx, cfg.search.sampler)
     controller = make_controller(ctx, cfg.search.sampler)
     n = cfg.search.trials
     done = trials_done(study)

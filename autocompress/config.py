@@ -394,6 +394,14 @@ def parse_config(raw: Mapping[str, Any]) -> Config:
     return cfg
 
 
+def parse_settings(raw: Mapping[str, Any]) -> Config:
+    """A config's settings for the API, where the model and data are the caller's objects:
+    every section is checked as in YAML, but ``model`` and ``data`` may be left out."""
+    cfg = _build(Config, raw, "")
+    _check_names(cfg)
+    return cfg
+
+
 def _check_names(cfg: Config) -> None:
     # Imported here: the registries import torch, which the config module itself does not need.
     from autocompress.data import DATASETS

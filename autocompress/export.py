@@ -1,6 +1,9 @@
 """Build a compressed model from a policy, fine-tune it, measure it and write it out.
 
-Shared by ``autocompress apply`` and the search's export. The output directory holds
+The one recipe of a candidate (DESIGN.md's ``build_candidate``): the search's trials call
+:func:`build` and :func:`tune`; ``apply``, the search's export and the API's ``export`` call
+:func:`build_candidate`, which adds the test figures, and :func:`write_candidate`. What
+fine-tunes and scores is a :class:`autocompress.recipe.Recipe`. The output directory holds
 ``model.pt`` (checkpoint, rebuilt by :func:`autocompress.load`), ``weights.bin`` (the weights
 packed to their bits: its size is the cost model's ``size_bytes``), ``policy.yaml``,
 ``report.json`` and, for the search's export, ``model.onnx``.
@@ -25,41 +28,36 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.utils._pytree import tree_map
 
-from autocompress.checkpoint import save_checkpoint, state_dict_sha256
-from autocompress.compress import apply_policy, quantize, share
+from autocompress.checkpoint import save_checkpoint, state_dict_sha256, stored_inputs
+from autocompress.compress import apply_late_methods, apply_policy
 from autocompress.compress.layers import folded
 from autocompress.compress.pack import encode_model, huffman_size, nonzero_params, pack_model
 from autocompress.compress.quantize import calibrate
-from autocompress.config import Config, FinetuneConfig
+from autocompress.config import CompressConfig
 from autocompress.cost.latency import measure_latency
 from autocompress.cost.metrics import compute_costs
 from autocompress.cost.profile import Profile
-from autocompress.data import Splits
+from autocompress.errors import AutocompressError
 from autocompress.files import check_output_dir, staged_output, write_atomic
+from autocompress.inputs import Inputs
 from autocompress.models.normalize import Normalized
 from autocompress.policy import LayerChoice, Policy
-from autocompress.train.base import BaseModel, allowed_by
-from autocompress.train.device import on_device, resolve_device
-from autocompress.train.finetune import finetune, log_progress, total_steps
-from autocompress.train.fit import evaluate
+from autocompress.recipe import Length, Recipe, Tuned
+from autocompress.train.finetune import Callback
 
 LATENCY_BATCHES = (1, 64)
-CALIBRATION_BATCHES = 4
 ONNX_OPSET = 18
 
 
-def latency(model: nn.Module, shape: tuple[int, ...], threads: int) -> dict[str, float]:
+def latency(model: nn.Module, example: tuple[int, ...] | Inputs, threads: int) -> dict[str, float]:
     """Median CPU milliseconds at each of :data:`LATENCY_BATCHES`, float execution."""
     plain = folded(model, float_inputs=True)
     return {
-        f"batch_{b}": round(measure_latency(plain, shape, batch=b, threads=threads), 4)
+        f"batch_{b}": round(measure_latency(plain, example, batch=b, threads=threads), 4)
         for b in LATENCY_BATCHES
     }
-
-
-def _calibration_batches(splits: Splits) -> list[torch.Tensor]:
-    return [splits.x_train[i * 128 : (i + 1) * 128] for i in range(CALIBRATION_BATCHES)]
 
 
 def _stages(policy: Policy) -> tuple[Policy, Policy] | None:
@@ -81,16 +79,82 @@ def _knobs(policy: Policy) -> list[str]:
     return sorted({k for c in policy.layers.values() for k in c.changed()})
 
 
-def _halve(cfg: FinetuneConfig) -> FinetuneConfig:
-    if cfg.steps is not None:
-        return replace(cfg, steps=max(1, cfg.steps // 2))
-    return replace(cfg, epochs=cfg.epochs / 2)
+def build(
+    base: nn.Module,
+    profile: Profile,
+    policy: Policy,
+    recipe: Recipe,
+    settings: CompressConfig | None = None,
+) -> nn.Module:
+    """The compressed model of ``policy``, its activation ranges calibrated; not fine-tuned.
+
+    Its packed size is checked against the cost model here, before any fine-tune: a
+    disagreement is an internal error reported at once, not after minutes of work.
+    """
+    settings = settings or CompressConfig()
+    model = apply_policy(base, policy, profile, settings)
+    calibrate(model, recipe.calibration())
+    check_packed_size(model, profile, policy, settings)
+    return model
 
 
-def _describe(cfg: FinetuneConfig) -> str:
-    if cfg.steps is None and cfg.epochs == 0:
-        return "0 epochs (none)"
-    return f"{cfg.steps} steps" if cfg.steps is not None else f"{cfg.epochs:g} epochs"
+def check_packed_size(
+    model: nn.Module, profile: Profile, policy: Policy, settings: CompressConfig
+) -> bytes:
+    """The packed weights (``weights.bin``); an error if their size is not the cost model's."""
+    names = list(profile.layers)
+    packed = b"".join(pack_model(model, policy, names).values())
+    expected = compute_costs(profile, policy, settings.round_to).size_bytes
+    if len(packed) != expected:
+        raise AutocompressError(
+            f"internal error: the cost model prices this policy at {expected:,} bytes but the "
+            f"packed model has {len(packed):,}; please report it with the policy "
+            f"{policy.to_dict()}"
+        )
+    return packed
+
+
+def tune(
+    model: nn.Module,
+    base: nn.Module,
+    profile: Profile,
+    policy: Policy,
+    recipe: Recipe,
+    length: Length,
+    seed: int,
+    settings: CompressConfig | None = None,
+    report: Callback | None = None,
+    log: Callable[[str], None] | None = None,
+) -> tuple[nn.Module, Tuned, int]:
+    """Fine-tune a model made by :func:`build`: (the tuned model, its outcome, stages run).
+
+    A policy that mixes structure or sparsity with sharing or bits runs Deep Compression's
+    two stages — prune and retrain, then share/quantize and retrain, each half the length —
+    in the search's trials and in exports alike.
+    """
+    settings = settings or CompressConfig()
+    say = log or (lambda _: None)
+    stages = _stages(policy)
+    if stages is None or recipe.steps(length) < 2:
+        say(f"fine-tuning {length.describe()} with distillation")
+        return model, recipe.finetune(model, base, length, seed, report), 1
+    first, second = stages
+    half = length.half()
+    model = apply_policy(base, first, profile, settings)
+    say(f"stage 1 ({', '.join(_knobs(first))}): fine-tuning {half.describe()}")
+    recipe.finetune(model, base, half, seed, _progress(say))
+    model = apply_late_methods(model, policy, profile, settings)
+    calibrate(model, recipe.calibration())
+    say(f"stage 2 ({', '.join(_knobs(second))}): fine-tuning {half.describe()}")
+    return model, recipe.finetune(model, base, half, seed + 1, report), 2
+
+
+def _progress(log: Callable[[str], None]) -> Callback:
+    def callback(step: int, steps: int, val: float) -> bool:
+        log(f"  step {step}/{steps}  val {val:.2%}")
+        return True
+
+    return callback
 
 
 @dataclass
@@ -104,87 +168,39 @@ class Candidate:
 
 
 def build_candidate(
-    cfg: Config,
-    splits: Splits,
-    base: BaseModel,
+    base: nn.Module,
     profile: Profile,
     policy: Policy,
-    finetune_epochs: float | None = None,
+    recipe: Recipe,
+    length: Length,
+    seed: int = 0,
+    settings: CompressConfig | None = None,
+    base_accuracy: float | None = None,
     log: Callable[[str], None] = print,
 ) -> Candidate:
-    """Apply ``policy`` to the base model, fine-tune with distillation, test and measure it."""
+    """Build ``policy`` on the base model, fine-tune it (:func:`tune`), test and measure it."""
     start = time.perf_counter()
-    ft_cfg = (
-        cfg.finetune
-        if finetune_epochs is None
-        else replace(cfg.finetune, epochs=finetune_epochs, steps=None)
+    settings = settings or CompressConfig()
+    base_costs = compute_costs(profile, Policy(profile.model), settings.round_to)
+    costs = compute_costs(profile, policy, settings.round_to)
+    model = build(base, profile, policy, recipe, settings)
+    before = recipe.test(model)
+    if before is not None:
+        log(f"test accuracy before fine-tuning: {before:.2%}")
+    model, tuned, stages = tune(
+        model, base, profile, policy, recipe, length, seed, settings, _progress(log), log
     )
-    base_costs = compute_costs(profile, Policy(profile.model), cfg.compress.round_to)
-    costs = compute_costs(profile, policy, cfg.compress.round_to)
-    model = apply_policy(base.model, policy, profile, cfg.compress)
-    calibrate(model, _calibration_batches(splits))
-    device = resolve_device(cfg.train.device)
-    with on_device(device, model):
-        before = evaluate(model, splits.x_test, splits.y_test)
-    log(f"test accuracy before fine-tuning: {before:.2%}")
-    stages = _stages(policy)
-    if stages is None or total_steps(ft_cfg, len(splits.x_train), cfg.data.batch_size) < 2:
-        log(f"fine-tuning {_describe(ft_cfg)} with distillation")
-        tuned = finetune(
-            model,
-            base.model,
-            splits,
-            ft_cfg,
-            cfg.data.batch_size,
-            cfg.finetune_seed,
-            callback=log_progress(log),
-            device=device,
-        )
-    else:
-        # Deep Compression's pipeline: prune and retrain, then share/quantize and retrain
-        # again. The second stage appends to the same weight transforms as a single apply.
-        first, second = stages
-        half = _halve(ft_cfg)
-        model = apply_policy(base.model, first, profile, cfg.compress)
-        log(f"stage 1 ({', '.join(_knobs(first))}): fine-tuning {_describe(half)}")
-        finetune(
-            model,
-            base.model,
-            splits,
-            half,
-            cfg.data.batch_size,
-            cfg.finetune_seed,
-            callback=log_progress(log),
-            device=device,
-        )
-        for method in (share, quantize):
-            model = method.apply(model, policy, profile, cfg.compress)
-        calibrate(model, _calibration_batches(splits))
-        log(f"stage 2 ({', '.join(_knobs(second))}): fine-tuning {_describe(half)}")
-        tuned = finetune(
-            model,
-            base.model,
-            splits,
-            half,
-            cfg.data.batch_size,
-            cfg.finetune_seed + 1,
-            callback=log_progress(log),
-            device=device,
-        )
-    with on_device(device, model):
-        accuracy = evaluate(model, splits.x_test, splits.y_test)
-
+    accuracy = recipe.test(model)
     names = list(profile.layers)
     encoded = encode_model(model, policy, names)  # once, for the three accounts below
-    blobs = pack_model(model, policy, names, encoded)
-    packed = b"".join(blobs.values())
-    assert len(packed) == costs.size_bytes, "cost model and packed export disagree"
+    packed = check_packed_size(model, profile, policy, settings)
     huffman = huffman_size(model, policy, names, encoded)
     stored_params = nonzero_params(model, policy, names, encoded)
     threads = torch.get_num_threads()
+    example = profile.inputs
     report = {
         "model": profile.model,
-        "base_accuracy": base.metrics["test_accuracy"],
+        "base_accuracy": base_accuracy,
         "accuracy_before_finetune": before,
         "accuracy": accuracy,
         "val_accuracy": tuned.val_accuracy,
@@ -195,44 +211,58 @@ def build_candidate(
         "compression_ratio": base_costs.size_bytes / costs.size_bytes,
         "compression_ratio_huffman": base_costs.size_bytes / huffman,
         "macs_ratio": costs.macs / base_costs.macs,
-        "latency_ms": latency(model, profile.input_shape, threads),
-        "base_latency_ms": latency(base.model, profile.input_shape, threads),
+        "latency_ms": latency(model, example, threads),
+        "base_latency_ms": latency(base, example, threads),
         "latency_threads": threads,
-        "finetune": {**asdict(ft_cfg), "stages": 1 if stages is None else 2},
+        "finetune": {"length": length.describe(), "steps": recipe.steps(length), "stages": stages},
         "seconds": round(time.perf_counter() - start, 2),
         "policy": policy.to_dict(),
+        "untouched": dict(profile.untouched),
         # checked by autocompress.load: the weights in model.pt are the ones reported here
         "state_dict_sha256": state_dict_sha256(model.state_dict()),
     }
     return Candidate(model, policy, report, packed)
 
 
+@dataclass(frozen=True)
+class Target:
+    """How a candidate is written: the model's spec (how ``load`` rebuilds the uncompressed
+    model), the normalisation to put inside it, the factories ``load`` may import."""
+
+    spec: dict[str, Any]
+    mean: list[float] | None = None
+    std: list[float] | None = None
+    allow_factories: tuple[str, ...] = ()
+
+
 def write_candidate(
     folder: Path,
     candidate: Candidate,
-    cfg: Config,
-    base: BaseModel,
+    target: Target,
     profile: Profile,
+    settings: CompressConfig | None = None,
     onnx: bool = False,
 ) -> None:
     """Write a candidate's files into ``folder``: a folder staged by
     :func:`autocompress.files.staged_output`, swapped in by the caller once it is complete."""
     report = candidate.report
     write_atomic(folder / "weights.bin", candidate.packed)
-    meta = {"report": report, "mean": base.metrics.get("mean"), "std": base.metrics.get("std")}
+    meta = {"report": report, "mean": target.mean, "std": target.std}
     save_checkpoint(
         folder / "model.pt",
         candidate.model,
-        base.spec,
+        target.spec,
         candidate.policy.to_dict(),
-        asdict(cfg.compress),
-        profile.input_shape,
+        asdict(settings or CompressConfig()),
+        profile.input_shape or None,
         meta,
+        example=profile.inputs,
     )
     if onnx:
-        export_onnx(
-            folder / "model.pt", folder / "model.onnx", profile.input_shape, allowed_by(cfg)
-        )
+        model = folded(candidate.model)
+        if target.mean and target.std:
+            model = Normalized(model, target.mean, target.std)
+        report["onnx"] = write_onnx(model.eval(), folder / "model.onnx", profile.inputs)
     candidate.policy.save(folder / "policy.yaml")
     write_report(folder, report)
 
@@ -242,57 +272,105 @@ def write_report(folder: Path, report: dict[str, Any]) -> None:
 
 
 def compress_and_export(
-    cfg: Config,
-    splits: Splits,
-    base: BaseModel,
+    base: nn.Module,
     profile: Profile,
     policy: Policy,
+    recipe: Recipe,
+    length: Length,
     out: Path,
-    finetune_epochs: float | None = None,
+    target: Target,
+    seed: int = 0,
+    settings: CompressConfig | None = None,
+    base_accuracy: float | None = None,
+    onnx: bool = False,
     log: Callable[[str], None] = print,
     force: bool = False,
 ) -> dict[str, Any]:
-    """Apply ``policy`` to the base model, fine-tune with distillation, test, write ``out``.
+    """Build, fine-tune and test ``policy`` (:func:`build_candidate`), then write ``out``.
 
     ``out`` is refused before the fine-tune if it is a file, not writable, or a non-empty
     folder that is not an earlier output of this tool (unless ``force``); it is replaced as a
     whole at the end, or left as it was.
     """
     check_output_dir(out, force)
-    candidate = build_candidate(cfg, splits, base, profile, policy, finetune_epochs, log)
+    candidate = build_candidate(
+        base, profile, policy, recipe, length, seed, settings, base_accuracy, log
+    )
     with staged_output(out, force) as folder:
-        write_candidate(folder, candidate, cfg, base, profile)
+        write_candidate(folder, candidate, target, profile, settings, onnx)
     return candidate.report
 
 
-def export_onnx(
-    checkpoint: Path, path: Path, input_shape: tuple[int, ...], allow_factories: Iterable[str] = ()
-) -> None:
-    """``model.onnx`` from an exported checkpoint: float weights (transforms evaluated),
-    activation quantizers kept, normalisation inside, any batch size; input ``images``."""
-    from autocompress import load
+def write_onnx(model: nn.Module, path: Path, example: Inputs) -> dict[str, Any]:
+    """Write ``model`` (transforms folded, activation quantizers kept) to ONNX.
 
-    loaded = load(checkpoint, allow_factories=allow_factories)
-    model = (
-        Normalized(
-            folded(loaded.model), loaded.mean.flatten().tolist(), loaded.std.flatten().tolist()
-        )
-        if isinstance(loaded, Normalized)
-        else folded(loaded)
-    ).eval()
-    example = torch.rand(2, *input_shape)
+    A single image input is named ``images`` and any batch size is accepted; other inputs are
+    ``input_0``, ``input_1``, ... (and their keyword names). The batch dimension is dynamic
+    where the model allows it, else the example's shapes are fixed. Returns what was written.
+    """
+    inputs = example.repeated(2)  # a batch of 1 would be specialised by the exporter
+    names = ["images"] if example.sample_shape else [f"input_{i}" for i in range(len(inputs.args))]
     # The exporter narrates every step on stdout and warns about torchvision: keep it quiet.
-    logging.getLogger("torch.onnx").setLevel(logging.ERROR)
-    with warnings.catch_warnings(), redirect_stdout(io.StringIO()):
-        warnings.simplefilter("ignore")
-        torch.onnx.export(
-            model,
-            (example,),
-            str(path),
-            input_names=["images"],
-            output_names=["logits"],
-            dynamic_shapes=({0: torch.export.Dim("batch")},),
-            opset_version=ONNX_OPSET,
-            dynamo=True,
-            external_data=False,
-        )
+    logger = logging.getLogger("torch.onnx")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        for dynamic in (True, False):
+            args = inputs if dynamic else example
+            shapes = _batch_dims(args) if dynamic else None
+            try:
+                with warnings.catch_warnings(), redirect_stdout(io.StringIO()):
+                    warnings.simplefilter("ignore")
+                    torch.onnx.export(
+                        model,
+                        args.args,
+                        str(path),
+                        kwargs=dict(args.kwargs) or None,
+                        input_names=names + list(args.kwargs),
+                        output_names=["logits"],
+                        dynamic_shapes=shapes,
+                        opset_version=ONNX_OPSET,
+                        dynamo=True,
+                        external_data=False,
+                    )
+                return {"inputs": names + list(args.kwargs), "dynamic_batch": dynamic}
+            except Exception:
+                if not dynamic:
+                    raise
+    finally:
+        logger.setLevel(level)
+    raise AssertionError("unreachable")
+
+
+def _batch_dims(inputs: Inputs) -> Any:
+    batch = torch.export.Dim("batch")
+
+    def dims(x: Any) -> Any:
+        return {0: batch} if isinstance(x, torch.Tensor) and x.ndim else None
+
+    return (
+        tuple(tree_map(dims, a) for a in inputs.args)
+        if not inputs.kwargs
+        else {
+            **{f"arg{i}": tree_map(dims, a) for i, a in enumerate(inputs.args)},
+            **{k: tree_map(dims, v) for k, v in inputs.kwargs.items()},
+        }
+    )
+
+
+def export_onnx(
+    checkpoint: Path,
+    path: Path,
+    allow_factories: Iterable[str] = (),
+    model: nn.Module | None = None,
+) -> dict[str, Any]:
+    """``model.onnx`` from a saved checkpoint (see :func:`write_onnx`); ``model`` and
+    ``allow_factories`` as for :func:`autocompress.load`."""
+    from autocompress.checkpoint import load_checkpoint
+
+    loaded, payload = load_checkpoint(checkpoint, model, allow_factories)
+    meta = payload.get("meta", {})
+    plain = folded(loaded)
+    if meta.get("mean") and meta.get("std"):
+        plain = Normalized(plain, meta["mean"], meta["std"])
+    return write_onnx(plain.eval(), path, stored_inputs(payload))

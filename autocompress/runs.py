@@ -22,6 +22,8 @@ from autocompress.files import write_atomic
 if TYPE_CHECKING:
     from autocompress.cost.profile import Profile
     from autocompress.data import Splits
+    from autocompress.export import Target
+    from autocompress.recipe import Length, SplitsRecipe
     from autocompress.train.base import BaseModel
     from autocompress.train.fit import EpochLog
 
@@ -95,3 +97,32 @@ def untrained_profile(cfg: Config) -> Profile:
     return profile_model(
         init_model(spec, cfg.train.seed), shape, spec.get("name") or spec["factory"]
     )
+
+
+def splits_recipe(cfg: Config, splits: Splits) -> SplitsRecipe:
+    """The built-in recipe of a config: its data, fine-tune settings, batch size and device."""
+    from autocompress.recipe import SplitsRecipe
+
+    return SplitsRecipe(splits, cfg.finetune, cfg.data.batch_size, cfg.train.device)
+
+
+def target(cfg: Config, base: BaseModel) -> Target:
+    """How a config's candidates are written: its model's spec, the data's normalisation, and
+    the factory the config names (the user allowed it by pointing the command at it)."""
+    from autocompress.export import Target
+    from autocompress.train.base import allowed_by
+
+    return Target(
+        base.spec, base.metrics.get("mean"), base.metrics.get("std"), tuple(allowed_by(cfg))
+    )
+
+
+def export_length(cfg: Config, epochs: float | None) -> Length:
+    """The export's fine-tune: ``epochs`` if given, else ``finetune.steps`` or ``.epochs``."""
+    from autocompress.recipe import Length
+
+    if epochs is not None:
+        return Length(epochs=epochs)
+    if cfg.finetune.steps is not None:
+        return Length(steps=cfg.finetune.steps)
+    return Length(epochs=cfg.finetune.epochs)

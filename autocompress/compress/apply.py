@@ -34,6 +34,20 @@ def apply_policy(
     return without_fused_paths(compressed)
 
 
+LATE_METHODS = (share, quantize)  # Deep Compression's second stage
+
+
+def apply_late_methods(
+    model: nn.Module, policy: Policy, profile: Profile, settings: CompressConfig | None = None
+) -> nn.Module:
+    """Add the second stage's methods (sharing, quantization) of ``policy`` to ``model``, in
+    place: a model already built with the policy's structure and sparsity, then fine-tuned."""
+    settings = settings or CompressConfig()
+    for method in LATE_METHODS:
+        model = method.apply(model, policy, profile, settings)
+    return without_fused_paths(model)
+
+
 def without_fused_paths(model: nn.Module) -> nn.Module:
     """Turn off the fused inference kernels of PyTorch's Transformer layers in ``model``.
 

@@ -17,6 +17,7 @@ from torch import nn
 from autocompress.compress.layers import add_weight_transform, weight_layers
 from autocompress.config import CompressConfig
 from autocompress.cost.profile import Profile
+from autocompress.inputs import Inputs
 from autocompress.policy import Policy
 
 KNOBS = ("w_bits", "a_bits")
@@ -112,8 +113,9 @@ def apply(
 
 
 @torch.no_grad()
-def calibrate(model: nn.Module, inputs: Iterable[torch.Tensor]) -> int:
-    """Set every activation range to the mean of its per-batch min/max over ``inputs``.
+def calibrate(model: nn.Module, inputs: Iterable[torch.Tensor | Inputs]) -> int:
+    """Set every activation range to the mean of its per-batch min/max over ``inputs``
+    (batches: tensors, or :class:`~autocompress.inputs.Inputs` for any other model input).
 
     Returns the number of quantized inputs calibrated (0 when the model has none).
     """
@@ -126,7 +128,7 @@ def calibrate(model: nn.Module, inputs: Iterable[torch.Tensor]) -> int:
     was_training = model.training
     model.eval()
     for x in inputs:
-        model(x)
+        Inputs.of(x)(model)
     for q in quantizers:
         assert q.collect, "calibration saw no batch"
         q.lo.fill_(sum(lo for lo, _ in q.collect) / len(q.collect))

@@ -39,12 +39,11 @@ def pareto_png(
     path: Path,
     title: str,
 ) -> None:
-    import matplotlib
+    # A Figure of its own, not pyplot: no global backend switched under a notebook's feet
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
+    fig = Figure(figsize=(7, 4.5), dpi=120)
+    ax = fig.subplots()
     styles = {
         "searched": {"color": "#4c72b0", "marker": "o", "alpha": 0.6},
         "uniform baselines": {"color": "#dd8452", "marker": "s", "alpha": 0.9},
@@ -75,10 +74,7 @@ def pareto_png(
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right", fontsize=8)
     fig.tight_layout()
-    try:
-        replace_atomic(path, lambda tmp: fig.savefig(tmp, format="png"))
-    finally:
-        plt.close(fig)
+    replace_atomic(path, lambda tmp: fig.savefig(tmp, format="png"))
 
 
 def pareto_html(

@@ -34,12 +34,24 @@ def _export_into(
     finetune_epochs: float | None,
     log: Callable[[str], None],
 ) -> dict[str, Any]:
+    from autocompress.runs import export_length, splits_recipe, target
+
     policy = Policy.from_dict(record.policy)
-    candidate = build_candidate(cfg, splits, base, profile, policy, finetune_epochs, log)
+    candidate = build_candidate(
+        base.model,
+        profile,
+        policy,
+        splits_recipe(cfg, splits),
+        export_length(cfg, finetune_epochs),
+        cfg.finetune_seed,
+        cfg.compress,
+        base.metrics["test_accuracy"],
+        log,
+    )
     candidate.report.update(
         trial=record.number, search_val_accuracy=record.val_accuracy, baseline=record.baseline
     )
-    write_candidate(folder, candidate, cfg, base, profile, onnx=True)
+    write_candidate(folder, candidate, target(cfg, base), profile, cfg.compress, onnx=True)
     return candidate.report
 
 

@@ -11,7 +11,8 @@ import math
 import time
 import warnings
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from typing import Any
 
@@ -42,12 +43,24 @@ from autocompress.search.study import (
 from autocompress.signals import Terminated, sigterm_as_interrupt
 from autocompress.spaces import uniform_baselines
 
-optuna.logging.set_verbosity(optuna.logging.WARNING)
-# Constraints are recorded for every sampler (tables and plots read them); CMA-ES and random
-# search ignore them by design, which Optuna would otherwise repeat after every trial.
-warnings.filterwarnings("ignore", message="Constraints have been set, but")
-# Heartbeats are recorded by the loop itself around each trial (see run_search).
-warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used")
+
+@contextmanager
+def quiet_optuna() -> Iterator[None]:
+    """Optuna's per-trial INFO lines and two known warnings off, for the duration only.
+
+    Constraints are recorded for every sampler (tables and plots read them); CMA-ES and random
+    search ignore them by design, which Optuna would otherwise repeat after every trial.
+    Heartbeats are recorded by the loop itself around each trial (see :func:`run_search`).
+    """
+    verbosity = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Constraints have been set, but")
+            warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be")
+            yield
+    finally:
+        optuna.logging.set_verbosity(verbosity)
 
 
 def make_controller(ctx: TrialContext, sampler_name: str) -> RLController | None:
@@ -110,7 +123,8 @@ def run_search(
     With a ``controller`` (the RL agent), each trial's params are its next episode, enqueued
     so the trial is an ordinary one in the study; queued trials (baselines, retries) go first.
     """
-    with sigterm_as_interrupt():  # a `kill` fails and requeues the running trial, as Ctrl-C
+    # a `kill` fails and requeues the running trial, as Ctrl-C
+    with sigterm_as_interrupt(), quiet_optuna():
         _run_trials(ctx, study, n_trials, on_trial, controller)
 
 

@@ -15,22 +15,19 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import torch
+from torch import nn
 
-from autocompress.compress import apply_policy
 from autocompress.compress.layers import folded
-from autocompress.compress.quantize import calibrate
 from autocompress.config import Config
 from autocompress.cost.latency import measure_latency
 from autocompress.cost.metrics import compute_costs
 from autocompress.cost.profile import Profile
-from autocompress.data import Splits
+from autocompress.export import build, tune
+from autocompress.inputs import Inputs
 from autocompress.policy import Policy
-from autocompress.spaces import Budget, SearchSpace, project, resolve_budget
-from autocompress.train.base import BaseModel
-from autocompress.train.device import resolve_device
-from autocompress.train.finetune import finetune
+from autocompress.recipe import Length, Recipe
+from autocompress.spaces import Budget, SearchSpace, check_reachable, project, resolve_budget
 
-CALIBRATION_BATCHES = 4
 Report = Callable[[int, float], bool]  # (step, validation accuracy) -> continue?
 
 
@@ -38,9 +35,9 @@ Report = Callable[[int, float], bool]  # (step, validation accuracy) -> continue
 class TrialContext:
     """Everything a trial needs besides its params; built once per search."""
 
-    cfg: Config
-    splits: Splits
-    base: BaseModel
+    cfg: Config  # the search's settings (search, budget, space, compress, finetune)
+    recipe: Recipe  # how candidates are fine-tuned and scored
+    base: nn.Module  # the uncompressed model, also the distillation teacher
     profile: Profile
     space: SearchSpace
     budget: Budget
@@ -71,16 +68,31 @@ class TrialResult:
 
 
 def make_context(
-    cfg: Config, splits: Splits, base: BaseModel, profile: Profile, space: SearchSpace
+    cfg: Config, recipe: Recipe, base: nn.Module, profile: Profile, space: SearchSpace
 ) -> TrialContext:
     base_costs: dict[str, float] = dict(
         compute_costs(profile, Policy(profile.model), cfg.compress.round_to).as_dict()
     )
     if needs_latency(cfg):
-        base_costs["latency_ms"] = model_latency(cfg, profile.input_shape, base.model)
+        base_costs["latency_ms"] = model_latency(cfg, profile.inputs, base)
     return TrialContext(
-        cfg, splits, base, profile, space, resolve_budget(cfg.budget, base_costs), base_costs
+        cfg, recipe, base, profile, space, resolve_budget(cfg.budget, base_costs), base_costs
     )
+
+
+def check_budget_reachable(cfg: Config, space: SearchSpace) -> None:
+    """Refuse a budget no policy of ``space`` meets (before any training or trial)."""
+    base = compute_costs(space.profile, Policy(space.profile.model), cfg.compress.round_to)
+    costs = dict(base.as_dict())
+    analytic = {m: lim for m, lim in cfg.budget.items() if m in costs}
+    check_reachable(space, resolve_budget(analytic, costs), costs)
+
+
+def trial_length(cfg: Config) -> Length:
+    """The fine-tune of one trial: ``finetune.steps``, else ``finetune.epochs``."""
+    if cfg.finetune.steps is not None:
+        return Length(steps=cfg.finetune.steps)
+    return Length(epochs=cfg.finetune.epochs)
 
 
 LATENCY_REPEATS, LATENCY_WARMUP = 30, 5
@@ -96,11 +108,11 @@ def latency_setup(cfg: Config) -> dict[str, Any]:
     }
 
 
-def model_latency(cfg: Config, input_shape: tuple[int, ...], model: torch.nn.Module) -> float:
+def model_latency(cfg: Config, example: Inputs, model: torch.nn.Module) -> float:
     """Median CPU milliseconds of the float execution at the configured batch and threads."""
     return measure_latency(
         folded(model, float_inputs=True),
-        input_shape,
+        example,
         batch=cfg.search.latency_batch,
         repeats=LATENCY_REPEATS,
         warmup=LATENCY_WARMUP,
@@ -143,26 +155,24 @@ def _evaluate(
     lap("cost")
     if not ctx.budget.holds(costs):  # analytic budget broken: no fine-tune spent on it
         return _infeasible(ctx, policy, costs, projected, timings)
-    model = apply_policy(ctx.base.model, policy, ctx.profile, cfg.compress)
-    calibrate(
-        model, [ctx.splits.x_train[i * 128 : (i + 1) * 128] for i in range(CALIBRATION_BATCHES)]
-    )
+    model = build(ctx.base, ctx.profile, policy, ctx.recipe, cfg.compress)
     lap("apply")
     if ctx.needs_latency:
-        costs["latency_ms"] = model_latency(cfg, ctx.profile.input_shape, model)
+        costs["latency_ms"] = model_latency(cfg, ctx.profile.inputs, model)
         lap("latency")
         if not ctx.budget.holds(costs):
             return _infeasible(ctx, policy, costs, projected, timings)
     callback = None if report is None else (lambda step, steps, val: report(step, val))
-    result = finetune(
+    _, result, _ = tune(
         model,
-        ctx.base.model,
-        ctx.splits,
-        cfg.finetune,
-        cfg.data.batch_size,
+        ctx.base,
+        ctx.profile,
+        policy,
+        ctx.recipe,
+        trial_length(cfg),
         cfg.finetune_seed,
-        callback=callback,
-        device=resolve_device(cfg.train.device),
+        cfg.compress,
+        callback,
     )
     lap("finetune")
     if not math.isfinite(result.val_accuracy):
@@ -195,18 +205,14 @@ def price(ctx: TrialContext, params: Mapping[str, Any]) -> tuple[Policy, dict[st
 def load_context(cfg: Config, base_costs: Mapping[str, float]) -> TrialContext:
     """The context of a search, rebuilt from its config in another process (a Ray worker):
     data, the cached base model, its profile and space; base costs as the search measured."""
-    from autocompress.cost.profile import profile_model
-    from autocompress.data import load_data
+    from autocompress.runs import prepare, splits_recipe
     from autocompress.spaces import build_space
-    from autocompress.train.base import ensure_base
 
-    splits = load_data(cfg.data, seed=cfg.train.seed)
-    base = ensure_base(cfg, splits)
-    name = base.spec.get("name") or base.spec["factory"]
-    profile = profile_model(base.model, splits.input_shape, name)
-    space = build_space(cfg.space, profile, cfg.compress.round_to)
+    run = prepare(cfg)
+    space = build_space(cfg.space, run.profile, cfg.compress.round_to)
     budget = resolve_budget(cfg.budget, base_costs)
-    return TrialContext(cfg, splits, base, profile, space, budget, dict(base_costs))
+    recipe = splits_recipe(cfg, run.splits)
+    return TrialContext(cfg, recipe, run.base.model, run.profile, space, budget, dict(base_costs))
 
 
 def _costs(ctx: TrialContext, policy: Policy) -> dict[str, float]:

@@ -1,6 +1,12 @@
 """Search spaces: knobs per layer, coupling, uniform baselines and budget projection."""
 
-from autocompress.spaces.budget import Budget, project, resolve_budget, uniform_baselines
+from autocompress.spaces.budget import (
+    Budget,
+    check_reachable,
+    project,
+    resolve_budget,
+    uniform_baselines,
+)
 from autocompress.spaces.space import Knob, SearchSpace, build_space
 
 __all__ = [
@@ -8,6 +14,7 @@ __all__ = [
     "Knob",
     "SearchSpace",
     "build_space",
+    "check_reachable",
     "project",
     "resolve_budget",
     "uniform_baselines",

@@ -13,6 +13,7 @@ from typing import Any
 
 from autocompress.config import Limit
 from autocompress.cost.metrics import Costs, compute_costs
+from autocompress.errors import AutocompressError
 from autocompress.spaces.space import SearchSpace
 
 ANALYTIC = ("macs", "params", "bitops", "size_bytes")
@@ -74,6 +75,36 @@ def project(space: SearchSpace, budget: Budget, params: Mapping[str, Any]) -> di
 
     s = _smallest(lambda s: feasible(moved(s)))
     return None if s is None else moved(s)
+
+
+def check_reachable(space: SearchSpace, budget: Budget, base: Mapping[str, float]) -> None:
+    """Refuse, before any trial, a budget that no policy of the space meets.
+
+    The most compressed policy the space holds (every knob at its far end) is priced; if it
+    breaks an analytic limit, every trial would be "over budget". The message says the best
+    the space can do and what to change.
+    """
+    if not budget.analytic or not space.knobs:
+        if budget.analytic and budget.limits:
+            raise AutocompressError(
+                "the search space has no knob (no layer matches space.rules after skip_first/"
+                "skip_last), so no policy can meet the budget: widen space.rules"
+            )
+        return
+    costs = analytic_costs(space, space.uniform(1.0)).as_dict()
+    if budget.holds(costs):
+        return
+    over = [
+        f"{m} ≤ {budget.described[m]} asked, {costs[m] / base[m]:.1%} of the base at best"
+        for m, v in budget.violations(costs).items()
+        if v > 0 and m in costs
+    ]
+    raise AutocompressError(
+        "the budget cannot be met by any policy of the search space ("
+        + "; ".join(over)
+        + "): allow more compression (space.skip_first=false, space.skip_last=false, wider "
+        "space.rules ranges, more knobs) or relax the budget"
+    )
 
 
 def uniform_baselines(space: SearchSpace, budget: Budget, count: int) -> list[dict[str, Any]]:
