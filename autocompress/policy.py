@@ -136,6 +136,12 @@ def _check_value(layer: str, knob: str, value: Any) -> None:
         )
 
 
+def names_model(written: str, model: str) -> bool:
+    """Whether a policy's ``model:`` names ``model``: its name, or for a factory
+    ``pkg.module:function`` also the function's name alone."""
+    return written == model or (":" in model and model.rpartition(":")[2] == written)
+
+
 def check_policy(
     policy: Policy, profile: Profile, methods: Mapping[str, object], round_to: int = 1
 ) -> None:
@@ -144,7 +150,7 @@ def check_policy(
     ``methods`` is the registry of implemented knobs; a knob set away from its default with
     no method behind it is an error, never a silent no-op.
     """
-    if policy.model != profile.model:
+    if not names_model(policy.model, profile.model):
         raise PolicyError(
             "<file>", None, f"the policy is for model '{policy.model}', not '{profile.model}'"
         )

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import torch
 import yaml
 
 from autocompress.config import Config, parse_config, read_raw_config
@@ -23,6 +24,7 @@ if TYPE_CHECKING:
     from autocompress.cost.profile import Profile
     from autocompress.data import Splits
     from autocompress.export import Target
+    from autocompress.inputs import Inputs
     from autocompress.recipe import Length, SplitsRecipe
     from autocompress.train.base import BaseModel
     from autocompress.train.fit import EpochLog
@@ -82,20 +84,32 @@ def prepare(cfg: Config, on_epoch: Callable[[EpochLog], None] | None = None) -> 
     splits = load_data(cfg.data, seed=cfg.train.seed)
     base = ensure_base(cfg, splits, on_epoch=on_epoch)
     name = base.spec.get("name") or base.spec["factory"]
-    return Prepared(splits, base, profile_model(base.model, splits.input_shape, name))
+    return Prepared(splits, base, profile_model(base.model, example_of(splits), name))
+
+
+def example_of(splits: Splits) -> Inputs:
+    """One sample of the data as the model takes it: a zero image for float images (the cost
+    model's convention), the first sample itself for anything else (token ids, say)."""
+    from autocompress.inputs import Inputs
+
+    x = splits.x_train[:1]
+    return Inputs((torch.zeros_like(x),)) if x.is_floating_point() else Inputs((x.clone(),))
 
 
 def untrained_profile(cfg: Config) -> Profile:
     """The profile of the configured model before training: shapes only, no data loaded for
     built-in datasets. Enough to build and check a search space before any work."""
     from autocompress.cost.profile import profile_model
-    from autocompress.data import data_shape
+    from autocompress.data import data_shape, load_data
     from autocompress.train.base import init_model, spec_for
 
     shape, num_classes = data_shape(cfg.data)
     spec = spec_for(cfg, shape, num_classes)
+    example: Inputs | tuple[int, ...] = shape
+    if cfg.data.name is None:  # a factory's data may be tokens: profile on a real sample
+        example = example_of(load_data(cfg.data, seed=cfg.train.seed))
     return profile_model(
-        init_model(spec, cfg.train.seed), shape, spec.get("name") or spec["factory"]
+        init_model(spec, cfg.train.seed), example, spec.get("name") or spec["factory"]
     )
 
 

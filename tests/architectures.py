@@ -384,3 +384,30 @@ FAMILIES: dict[str, Family] = {
     "lstm": Family(lstm, _tokens),
     "gru": Family(gru, _tokens),
 }
+
+
+def image_data(n: int = 160) -> dict[str, object]:
+    """A ``data.factory``: random 3×16×16 images whose class is the brightest channel and
+    half, normalised with the mean/std it reports (so exports take raw [0, 1] images)."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(n, 3, 16, 16, generator=g)
+    y = x.mean((2, 3)).argmax(1) * 2 + (x[:, :, :8].mean((1, 2, 3)) > 0.5).long()
+    mean, std = [0.5, 0.5, 0.5], [0.29, 0.29, 0.29]
+    x = (x - 0.5) / 0.29
+    split = n * 3 // 4
+    return {
+        "x_train": x[:split],
+        "y_train": y[:split],
+        "x_test": x[split:],
+        "y_test": y[split:],
+        "mean": mean,
+        "std": std,
+    }
+
+
+def token_data(n: int = 160) -> tuple[torch.Tensor, ...]:
+    """A ``data.factory`` of integer token sequences; the class is the first token's quarter."""
+    x = torch.randint(0, VOCAB, (n, SEQ), generator=torch.Generator().manual_seed(0))
+    y = x[:, 0] * 4 // VOCAB
+    split = n * 3 // 4
+    return x[:split], y[:split], x[split:], y[split:]

@@ -280,7 +280,12 @@ def _guard_other_macs(
 
 
 def _untouched(model: nn.Module, positions: dict[str, int]) -> dict[str, str]:
-    """Modules holding weights that no knob compresses, with the reason (outermost only)."""
+    """Modules (and bare parameters) holding weights that no knob compresses, with the reason.
+
+    A PyTorch layer with weights (Embedding, LSTM, MultiheadAttention, LayerNorm, Conv1d, ...)
+    is named as a whole; a parameter of your own module (a class token, a position
+    embedding) is named by itself.
+    """
     found: dict[str, str] = {}
     for name, module in model.named_modules():
         if not name or any(name.startswith(f"{other}.") for other in found):
@@ -291,10 +296,19 @@ def _untouched(model: nn.Module, positions: dict[str, int]) -> dict[str, str]:
                     "never called through its forward (its parent reads the weights directly) "
                     "or unused: left as it is"
                 )
-        elif not isinstance(module, SUPPORTED_NORMS) and any(
-            True for _ in module.parameters(recurse=False)
-        ):
+            continue
+        if isinstance(module, SUPPORTED_NORMS):
+            continue
+        own = [p for p, _ in module.named_parameters(recurse=False)]
+        if not own:
+            continue
+        if type(module).__module__.startswith("torch.nn"):
             found[name] = f"{type(module).__name__}: no compression method for it; priced as it is"
+        else:
+            for param in own:
+                found[f"{name}.{param}"] = "a parameter of its own: stored as it is"
+    for param, _ in model.named_parameters(recurse=False):
+        found[param] = "a parameter of its own: stored as it is"
     return found
 
 

@@ -5,13 +5,15 @@ validation split carved deterministically from the training set. These sets fit 
 batches are sliced from tensors with no DataLoader workers.
 
 A user factory ``module:function`` is called with ``data.args`` and returns
-``(x_train, y_train, x_test, y_test)`` as tensors (images N×C×H×W already normalised), or a
+``(x_train, y_train, x_test, y_test)`` as tensors (images N×C×H×W already normalised, or
+integer token ids N×L), a dict of the same with optional ``mean``/``std`` (the normalisation
+applied, which exports then put inside the model so it takes raw [0, 1] images), or a
 :class:`Splits` itself.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 
 import torch
@@ -90,13 +92,17 @@ def load_data(cfg: DataConfig, seed: int = 0) -> Splits:
         result = load_factory(cfg.factory, "data.factory")(**cfg.args)
         if isinstance(result, Splits):
             return result
+        mean = std = None
+        if isinstance(result, Mapping):  # may carry the normalisation export puts in the model
+            mean, std = _floats(result.get("mean")), _floats(result.get("std"))
+            result = tuple(result.get(k) for k in ("x_train", "y_train", "x_test", "y_test"))
         try:
             x_train, y_train, x_test, y_test = result
         except (TypeError, ValueError):
             raise ConfigError("data.factory", cfg.factory, "must return (x_train, y_train, "
-                              "x_test, y_test) tensors or a Splits") from None
+                              "x_test, y_test) tensors, a dict of them (with optional 'mean' and "
+                              "'std' already applied to x), or a Splits") from None
         num_classes, augment = int(max(y_train.max(), y_test.max())) + 1, False
-        mean = std = None
     if cfg.augment is not None:
         augment = cfg.augment
     if not 0 <= cfg.val_size < len(x_train):
@@ -111,6 +117,14 @@ def load_data(cfg: DataConfig, seed: int = 0) -> Splits:
         train = train[: cfg.train_size]
     return Splits(x_train[train], y_train[train], x_train[val], y_train[val], x_test, y_test,
                   num_classes, augment, mean, std)
+
+
+def _floats(value: object) -> tuple[float, ...] | None:
+    if value is None:
+        return None
+    if not isinstance(value, list | tuple) or not all(isinstance(v, int | float) for v in value):
+        raise ConfigError("data.factory", value, "'mean' and 'std' are lists of numbers")
+    return tuple(float(v) for v in value)
 
 
 def normalize(x: torch.Tensor, mean: tuple[float, ...], std: tuple[float, ...]) -> torch.Tensor:
