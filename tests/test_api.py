@@ -74,10 +74,8 @@ def test_search_export_and_reload_through_the_api(name: str, tmp_path: Path) -> 
     assert found.plot(tmp_path / "front.png").stat().st_size > 0
 
 
-@pytest.mark.parametrize("name", ["resnet", "densenet", "text_transformer"])
-def test_factory_models_search_apply_and_export_through_the_cli(
-    name: str, tmp_path: Path
-) -> None:
+@pytest.mark.parametrize("name", list(FAMILIES))
+def test_factory_models_search_apply_and_export_through_the_cli(name: str, tmp_path: Path) -> None:
     factory = f"tests.architectures:{name}"
     data = "tests.architectures:" + ("token_data" if name in TOKENS else "image_data")
     config = {
