@@ -7,7 +7,6 @@ before anything is written; :func:`main` returns the exit status so tests call i
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import sys
 from collections.abc import Mapping, Sequence
@@ -18,10 +17,11 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
+from autocompress.commands import check_epochs
 from autocompress.config import Config, load_config
 from autocompress.errors import AutocompressError
-from autocompress.files import DiskError, describe_os_error
-from autocompress.runs import Prepared, load_run_config, prepare
+from autocompress.files import DiskError, check_output_dir, describe_os_error
+from autocompress.runs import load_run_config
 from autocompress.signals import Terminated, sigterm_as_interrupt
 
 # Rich writes to sys.stdout as it is at print time, so pytest's capture sees it.
@@ -206,31 +206,29 @@ def _flag_overrides(args: argparse.Namespace) -> list[str]:
 
 
 def cmd_train(cfg: Config, args: argparse.Namespace) -> int:
-    from autocompress.data import load_data
-    from autocompress.train.base import base_path, ensure_base
-    from autocompress.train.fit import EpochLog
+    from autocompress.commands import TrainPlan, train
 
-    splits = load_data(cfg.data, seed=cfg.train.seed)
-    path = base_path(cfg)
-    if path.exists() and not args.force:
-        console.print(
-            f"Using the cached base model {path} (pass --force to retrain).", soft_wrap=True
-        )
-    else:
+    def on_start(plan: TrainPlan) -> None:
+        if plan.cached:
+            console.print(
+                f"Using the cached base model {plan.path} (pass --force to retrain).",
+                soft_wrap=True,
+            )
+            return
         console.print(
             f"Training {cfg.model.name or cfg.model.factory} on "
-            f"{cfg.data.name or cfg.data.factory}: {len(splits.x_train)} train / "
-            f"{len(splits.x_val)} val / {len(splits.x_test)} test images, "
-            f"{cfg.train.epochs} epochs, {torch.get_num_threads()} threads."
+            f"{cfg.data.name or cfg.data.factory}: {plan.train} train / {plan.val} val / "
+            f"{plan.test} test images, {cfg.train.epochs} epochs, "
+            f"{torch.get_num_threads()} threads."
         )
 
-    def on_epoch(log: EpochLog) -> None:
+    def on_epoch(log: Any) -> None:
         console.print(
             f"  epoch {log.epoch:>3}/{log.epochs}  loss {log.train_loss:.4f}  "
             f"val {log.val_accuracy:.2%}  {log.seconds:.1f}s"
         )
 
-    base = ensure_base(cfg, splits, force=args.force, on_epoch=on_epoch)
+    base = train(cfg, args.force, on_start, on_epoch)
     m = base.metrics
     table = Table(title=f"base model · {cfg.name}")
     table.add_column("test accuracy", justify="right")
@@ -250,14 +248,9 @@ def cmd_train(cfg: Config, args: argparse.Namespace) -> int:
     return 0
 
 
-def _prepare(cfg: Config) -> Prepared:
-    """:func:`autocompress.runs.prepare`, printing the base model's epochs if it trains."""
-    return prepare(
-        cfg,
-        on_epoch=lambda log: console.print(
-            f"  base epoch {log.epoch}/{log.epochs}  val {log.val_accuracy:.2%}"
-        ),
-    )
+def _base_epoch(log: Any) -> None:
+    """Progress of a base model that trains before a command can start."""
+    console.print(f"  base epoch {log.epoch}/{log.epochs}  val {log.val_accuracy:.2%}")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -265,31 +258,16 @@ def _prepare(cfg: Config) -> Prepared:
 
 
 def cmd_apply(cfg: Config, args: argparse.Namespace) -> int:
-    from autocompress.compress import KNOB_METHODS
-    from autocompress.export import compress_and_export
-    from autocompress.files import check_output_dir
-    from autocompress.policy import Policy, check_policy
-    from autocompress.runs import export_length, splits_recipe, target, untrained_profile
+    from autocompress.commands import apply
 
-    policy = Policy.load(args.policy)
-    _check_epochs(args.finetune_epochs)
-    # everything that can be refused is refused before the base model is trained or loaded
-    check_policy(policy, untrained_profile(cfg), KNOB_METHODS, cfg.compress.round_to)
-    check_output_dir(args.out, args.force)
-    run = _prepare(cfg)
-    report = compress_and_export(
-        run.base.model,
-        run.profile,
-        policy,
-        splits_recipe(cfg, run.splits),
-        export_length(cfg, args.finetune_epochs),
+    report = apply(
+        cfg,
+        args.policy,
         args.out,
-        target(cfg, run.base),
-        cfg.finetune_seed,
-        cfg.compress,
-        run.base.metrics["test_accuracy"],
+        args.finetune_epochs,
+        args.force,
         log=console.print,
-        force=args.force,
+        on_epoch=_base_epoch,
     )
     _print_report(report, f"{args.policy} · {cfg.name}")
     console.print(
@@ -299,36 +277,15 @@ def cmd_apply(cfg: Config, args: argparse.Namespace) -> int:
 
 
 def cmd_distill(cfg: Config, args: argparse.Namespace) -> int:
-    from autocompress.distill import distill, parse_student
-    from autocompress.files import check_output_dir
+    from autocompress.commands import distill
 
-    student = parse_student(args.student)
-    _check_epochs(args.epochs, "--epochs")
-    check_output_dir(args.out, args.force)
-    run = _prepare(cfg)
     report = distill(
-        cfg,
-        run.splits,
-        run.base,
-        run.profile,
-        student,
-        args.out,
-        args.epochs,
-        log=console.print,
-        force=args.force,
+        cfg, args.student, args.out, args.epochs, args.force, console.print, _base_epoch
     )
     for label in ("distilled", "alone"):
         _print_report(report[label], f"student {args.student} · {label}")
     console.print(f"wrote {args.out}/model.pt and report.json", soft_wrap=True)
     return 0
-
-
-def _check_epochs(epochs: float | None, flag: str = "--finetune-epochs") -> None:
-    from autocompress.config import MAX_EPOCHS
-    from autocompress.errors import ConfigError
-
-    if epochs is not None and not 0 <= epochs <= MAX_EPOCHS:  # also refuses nan
-        raise ConfigError(flag, epochs, f"a number of epochs in [0, {MAX_EPOCHS}]")
 
 
 def _print_report(report: dict[str, Any], title: str) -> None:
@@ -375,58 +332,14 @@ def _print_report(report: dict[str, Any], title: str) -> None:
 
 
 def cmd_cost(cfg: Config, args: argparse.Namespace) -> int:
-    from autocompress.compress import KNOB_METHODS
-    from autocompress.cost.metrics import compute_costs
-    from autocompress.policy import Policy, check_policy
-    from autocompress.runs import untrained_profile
+    from autocompress.commands import cost
 
-    profile = untrained_profile(cfg)
-    base_policy = Policy(profile.model)
-    policy = Policy.load(args.policy) if args.policy else base_policy
-    check_policy(policy, profile, KNOB_METHODS, cfg.compress.round_to)
-    base = compute_costs(profile, base_policy, cfg.compress.round_to)
-    costs = compute_costs(profile, policy, cfg.compress.round_to)
-    report = _cost_report(cfg, profile.layers, base, costs, policy)
+    report = cost(cfg, args.policy)
     if args.json:
         print(json.dumps(report, indent=2))
         return 0
     _print_cost_tables(report, with_policy=args.policy is not None)
     return 0
-
-
-def _cost_report(
-    cfg: Config, layers: dict[str, Any], base: Any, costs: Any, policy: Any
-) -> dict[str, Any]:
-    metrics = ("macs", "params", "bitops", "size_bytes")
-    report: dict[str, Any] = {m: getattr(costs, m) for m in metrics}
-    report["base"] = {m: getattr(base, m) for m in metrics}
-    report["ratios"] = {m: getattr(costs, m) / getattr(base, m) for m in metrics}
-    report["layers"] = {
-        name: {
-            "type": layers[name].kind,
-            "in": c.in_features,
-            "out": c.out_features,
-            "macs": c.macs,
-            "params": c.params,
-            "bitops": c.bitops,
-            "size_bytes": c.size_bytes,
-            **policy.choice(name).changed(),
-        }
-        for name, c in costs.layers.items()
-    }
-    report["model"], report["policy"] = policy.model, policy.to_dict()
-    report["budget"] = {}
-    for metric, limit in cfg.budget.items():
-        if metric == "latency_ms":  # measured on the built model, not priced analytically
-            continue
-        bound = limit.resolve(report["base"][metric])
-        report["budget"][metric] = {
-            "limit": bound,
-            "value": report[metric],
-            "ok": report[metric] <= bound,
-            "as_configured": str(limit),
-        }
-    return report
 
 
 def _print_cost_tables(report: dict[str, Any], with_policy: bool) -> None:
@@ -458,6 +371,15 @@ def _print_cost_tables(report: dict[str, Any], with_policy: bool) -> None:
     for m in ("macs", "params", "bitops", "size_bytes"):
         total.add_row(m, f"{report['base'][m]:,}", f"{report[m]:,}", f"{report['ratios'][m]:.3f}")
     console.print(total)
+    for name, why in report["not_prunable"].items():
+        console.print(f"[dim]not prunable[/] {name}: {why}", soft_wrap=True)
+    for name, why in report["untouched"].items():
+        console.print(f"[dim]untouched[/] {name}: {why}", soft_wrap=True)
+    if report["other_macs"]:
+        console.print(
+            f"MACs outside the compressible layers (attention products, recurrent layers, "
+            f"...): {report['other_macs']:,}, counted in the totals and never changed"
+        )
     for metric, b in report["budget"].items():
         verdict = "[green]within[/]" if b["ok"] else "[red]over[/]"
         console.print(
@@ -478,50 +400,16 @@ def cmd_search(cfg: Config, args: argparse.Namespace) -> int:
         TimeRemainingColumn,
     )
 
-    from autocompress.runs import splits_recipe, untrained_profile, write_run_config
-    from autocompress.search.loop import make_controller, prepare_study, quiet_optuna, run_search
-    from autocompress.search.objective import check_budget_reachable, make_context
-    from autocompress.search.ray_runner import check_backend
-    from autocompress.search.samplers import make_sampler
-    from autocompress.search.study import (
-        check_compatible,
-        existing_study,
-        records,
-        shown_storage,
-        trials_done,
-        worker_id,
-    )
-    from autocompress.spaces import build_space
+    from autocompress.commands import front, start_search, write_pareto
+    from autocompress.search.study import records, shown_storage, trials_done
 
-    # Everything that can refuse the search does so before a base model is trained or the
-    # run's config rewritten: the backend, the storage, the existing study's objectives and
-    # space (a space depends on shapes only: the untrained model gives the same one).
-    check_backend(cfg)
-    shapes = untrained_profile(cfg)
-    space = build_space(cfg.space, shapes, cfg.compress.round_to)
-    check_budget_reachable(cfg, space)
-    # the sampler accepts the space (CMA-ES refuses bit-width choices)
-    make_sampler(cfg.search.sampler, cfg.search.seed, space, 1 + len(cfg.search.objectives))
-    previous = existing_study(cfg)
-    if previous is not None:
-        check_compatible(previous, cfg, [k.name for k in space.knobs])
-    run = _prepare(cfg)
-    splits, base, profile = run.splits, run.base, run.profile
-    space = build_space(cfg.space, profile, cfg.compress.round_to)
-    write_run_config(cfg)
-    ctx = make_context(cfg, splits_recipe(cfg, splits), base.model, profile, space)
-    with quiet_optuna():
-        study, recovered = prepare_study(ctx, cfg.search.sampler)
-    controller = make_controller(ctx, cfg.search.sampler)
-    n = cfg.search.trials
-    done = trials_done(study)
-    layers = sorted(
-        {layer for k in space.knobs for layer in k.layers}, key=list(profile.layers).index
-    )
+    run = start_search(cfg, on_epoch=_base_epoch)
+    ctx, study, controller = run.ctx, run.study, run.controller
+    space, n = ctx.space, cfg.search.trials
     console.print(
-        f"search {cfg.name}: {len(space.knobs)} knobs over {len(layers)} layers "
+        f"search {cfg.name}: {len(space.knobs)} knobs over {len(run.layers)} layers "
         f"({', '.join(sorted({k.knob for k in space.knobs}))}); sampler {cfg.search.sampler}; "
-        f"base val accuracy {base.metrics['val_accuracy']:.2%}",
+        f"base val accuracy {run.prepared.base.metrics['val_accuracy']:.2%}",
         soft_wrap=True,
     )
     for metric, limit in ctx.budget.limits.items():
@@ -534,32 +422,31 @@ def cmd_search(cfg: Config, args: argparse.Namespace) -> int:
             soft_wrap=True,
         )
     console.print(f"study: {shown_storage(cfg)}", soft_wrap=True)
-    if cfg.search.backend == "ray":
-        from autocompress.search.ray_runner import init_ray, run_ray_search
-
-        ray_setup = init_ray(cfg)
-        study.set_user_attr(f"ray:{worker_id()}", dataclasses.asdict(ray_setup))
+    if run.ray is not None:
+        ray = run.ray
         console.print(
-            f"Ray ({ray_setup.address}, started in {ray_setup.startup_s:.1f}s): "
-            f"{ray_setup.workers} concurrent trials × {ray_setup.cpus_per_trial} CPU"
-            + (f" + {ray_setup.gpus_per_trial:g} GPU" if ray_setup.gpus_per_trial else "")
-            + f", scheduler {ray_setup.scheduler}",
+            f"Ray ({ray.address}, started in {ray.startup_s:.1f}s): "
+            f"{ray.workers} concurrent trials × {ray.cpus_per_trial} CPU"
+            + (f" + {ray.gpus_per_trial:g} GPU" if ray.gpus_per_trial else "")
+            + f", scheduler {ray.scheduler}",
             soft_wrap=True,
         )
-    if done:
-        console.print(f"resuming: {done} of {n} trials already in the study")
+    if run.done:
+        console.print(f"resuming: {run.done} of {n} trials already in the study")
     if controller is not None:
         console.print(
             f"RL agent: {len(controller.walk.steps)} layers × {len(controller.walk.kinds)} "
             f"actions, reward {cfg.search.rl_reward}"
             + (f"; resumed after {controller.episodes} episodes" if controller.resumed else "")
         )
-    if recovered:
+    if run.recovered:
         console.print(
-            f"trials {recovered} were left running by a stopped process: failed and queued again"
+            f"trials {run.recovered} were left running by a stopped process: failed and "
+            "queued again"
         )
-    state: dict[str, Any] = {"best": None, "front": 0}
-    stopped_by: BaseException | None = None
+    for note in run.notes:
+        console.print(f"[yellow]note[/]: {note}", soft_wrap=True)
+    state: dict[str, Any] = {"best": None}
 
     def summary() -> str:
         best = state["best"]
@@ -575,24 +462,25 @@ def cmd_search(cfg: Config, args: argparse.Namespace) -> int:
         console=console,
         transient=False,
     ) as progress:
-        task = progress.add_task("search", total=n, completed=min(done, n), best=summary(), front=0)
+        task = progress.add_task(
+            "search", total=n, completed=min(run.done, n), best=summary(), front=0
+        )
 
         def on_trial(trial: Any) -> None:
             recs = records(study)
             scored = [r.val_accuracy for r in recs if r.scored and r.val_accuracy is not None]
             state["best"] = max(scored) if scored else None
-            state["front"] = len(_front(cfg, recs))
             progress.update(
-                task, completed=min(trials_done(study), n), best=summary(), front=state["front"]
+                task,
+                completed=min(trials_done(study), n),
+                best=summary(),
+                front=len(front(cfg, recs)),
             )
             progress.console.print(_trial_line(trial, ctx.base_costs), soft_wrap=True)
 
+        stopped_by: BaseException | None = None
         try:
-            if cfg.search.backend == "ray":
-                finished = run_ray_search(ctx, study, n, on_trial)
-            else:
-                run_search(ctx, study, n, on_trial, controller)
-                finished = True
+            finished = run.run(on_trial)
         except KeyboardInterrupt as exc:
             finished, stopped_by = False, exc
         if not finished:
@@ -604,7 +492,7 @@ def cmd_search(cfg: Config, args: argparse.Namespace) -> int:
             return 143 if isinstance(stopped_by, Terminated) else 130
     recs = records(study)
     _search_summary(cfg, recs)
-    _write_pareto(cfg, recs)
+    write_pareto(cfg, recs)
     console.print(
         f"next: autocompress pareto {cfg.run_dir}   |   "
         f"autocompress export {cfg.run_dir} --best --out {cfg.run_dir / 'export'}",
@@ -633,12 +521,6 @@ def _trial_line(trial: Any, base_costs: Mapping[str, float]) -> str:
         f"{head} {status} {a.get('val_accuracy', 0):.2%}  {costs}  "
         f"{a.get('seconds', 0):.1f}s{projected}"
     )
-
-
-def _front(cfg: Config, recs: list[Any]) -> list[Any]:
-    from autocompress.search.pareto import front_metrics, pareto_front
-
-    return pareto_front(recs, front_metrics(cfg))
 
 
 def _search_summary(cfg: Config, recs: list[Any]) -> None:
@@ -690,35 +572,18 @@ def _trials_table(
     return table
 
 
-def _write_pareto(cfg: Config, recs: list[Any]) -> list[Any]:
-    from autocompress.report.plots import pareto_html, pareto_png
-    from autocompress.search.pareto import front_metrics
-    from autocompress.search.study import pareto_paths, study_name
-
-    front = _front(cfg, recs)
-    metric = front_metrics(cfg)[0]
-    title = f"{study_name(cfg)}: validation accuracy vs {metric}"
-    png, html = pareto_paths(cfg)
-    pareto_png(recs, front, metric, png, title)
-    pareto_html(recs, front, metric, html, title)
-    return front
-
-
 def cmd_pareto(cfg: Config, args: argparse.Namespace) -> int:
-    from autocompress.search.pareto import front_metrics
-    from autocompress.search.study import load_study, pareto_paths, records
+    from autocompress.commands import pareto
 
-    study = load_study(cfg)
-    recs = records(study)
-    front = _write_pareto(cfg, recs)
-    metrics = front_metrics(cfg)
+    result = pareto(cfg)
+    metrics, points = result.metrics, result.front
     shown = list(
         dict.fromkeys(
             [
                 *metrics,
                 "macs",
                 "size_bytes",
-                *(["latency_ms"] if any("latency_ms" in r.ratios for r in front) else []),
+                *(["latency_ms"] if any("latency_ms" in r.ratios for r in points) else []),
             ]
         )
     )
@@ -732,92 +597,57 @@ def cmd_pareto(cfg: Config, args: argparse.Namespace) -> int:
                 "baseline": r.baseline,
                 "policy": r.policy,
             }
-            for r in front
+            for r in points
         ]
-        latency = study.user_attrs.get("latency")
-        print(
-            json.dumps(
-                {"metrics": metrics, "front": rows, "trials": len(recs), "latency": latency},
-                indent=2,
-            )
-        )
+        payload = {
+            "metrics": metrics,
+            "front": rows,
+            "trials": len(result.records),
+            "latency": result.latency,
+        }
+        print(json.dumps(payload, indent=2))
         return 0
     console.print(
         _trials_table(
             f"Pareto front · {cfg.name} · accuracy vs {', '.join(metrics)}",
-            front,
+            points,
             shown,
             ("params", lambda r: f"{int(r.costs.get('params', 0)):,}"),
         )
     )
-    png, html = pareto_paths(cfg)
     console.print(
-        f"{len(front)} of {len(recs)} trials on the front; wrote {png} and {html}", soft_wrap=True
+        f"{len(points)} of {len(result.records)} trials on the front; wrote {result.png} and "
+        f"{result.html}",
+        soft_wrap=True,
     )
     return 0
 
 
 def cmd_export(cfg: Config, args: argparse.Namespace) -> int:
-    from autocompress.errors import ConfigError
-    from autocompress.files import check_output_dir
-    from autocompress.search.export import export_best_of, export_trial
-    from autocompress.search.pareto import best_trial, best_trials, trial_by_number
-    from autocompress.search.study import load_study, records
+    from autocompress.commands import Selection, export, select
 
     limits = {
         metric: getattr(args, f"max_{flag}")
         for flag, metric in RATIO_FLAGS.items()
         if getattr(args, f"max_{flag}") is not None
     }
-    if (limits or args.top != 1) and not args.best:
-        raise ConfigError(
-            "--max-*/--top", limits or args.top, "they choose among trials: use them with --best"
-        )
-    if args.top < 1:
-        raise ConfigError("--top", args.top, "an integer >= 1")
-    for metric, value in limits.items():
-        if value <= 0:
-            raise ConfigError(f"--max-{metric}", value, "a ratio to the base model > 0, e.g. 0.25")
+    selection = Selection(args.trial, args.best, limits, args.top)
+    selection.check()
     epochs = cfg.finetune.export_epochs if args.finetune_epochs is None else args.finetune_epochs
-    _check_epochs(epochs)
+    check_epochs(epochs)
     check_output_dir(args.out, args.force)
-    recs = records(load_study(cfg))
-    if args.best and args.top > 1:
-        candidates = best_trials(recs, limits, args.top)
+    chosen = select(cfg, selection)
+    if len(chosen) > 1:
         console.print(
-            f"exporting trials {[r.number for r in candidates]} with a {epochs:g}-epoch "
+            f"exporting trials {[r.number for r in chosen]} with a {epochs:g}-epoch "
             "fine-tune each; keeping the best on validation"
         )
-        run = _prepare(cfg)
-        report = export_best_of(
-            cfg,
-            run.splits,
-            run.base,
-            run.profile,
-            candidates,
-            args.out,
-            epochs,
-            log=console.print,
-            force=args.force,
-        )
     else:
-        record = best_trial(recs, limits) if args.best else trial_by_number(recs, args.trial)
         console.print(
-            f"exporting trial {record.number} (val {record.val_accuracy:.2%} in the search) "
-            f"with a {epochs:g}-epoch fine-tune",
+            f"exporting trial {chosen[0].number} (val {chosen[0].val_accuracy:.2%} in the "
+            f"search) with a {epochs:g}-epoch fine-tune",
         )
-        run = _prepare(cfg)
-        report = export_trial(
-            cfg,
-            run.splits,
-            run.base,
-            run.profile,
-            record,
-            args.out,
-            epochs,
-            log=console.print,
-            force=args.force,
-        )
+    report = export(cfg, chosen, args.out, epochs, args.force, console.print, _base_epoch)
     _print_report(report, f"trial {report['trial']} · {cfg.name}")
     console.print(
         f"wrote {args.out}/model.pt, model.onnx, weights.bin, policy.yaml, report.json",

@@ -72,7 +72,8 @@ def pareto_png(
     ax.set_ylabel("validation accuracy (%)")
     ax.set_title(title)
     ax.grid(alpha=0.3)
-    ax.legend(loc="lower right", fontsize=8)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(loc="lower right", fontsize=8)
     fig.tight_layout()
     replace_atomic(path, lambda tmp: fig.savefig(tmp, format="png"))
 

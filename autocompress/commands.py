@@ -1,0 +1,391 @@
+"""The YAML path's operations, one per command: library functions the CLI only renders.
+
+Each takes a :class:`~autocompress.config.Config` and callbacks for progress, refuses bad
+input before any work (training, writing), and returns plain results. They build the same
+objects as the API (:mod:`autocompress.api`) — a profile, a search space, a recipe, a trial
+context — and call the same functions: ``train``, ``cost``, ``apply``, ``distill``,
+``start_search`` (then ``SearchRun.run``), ``pareto`` and ``export``.
+
+Example::
+
+    cfg = load_config("experiments/lenet5-fashion-mnist.yaml")
+    run = start_search(cfg)
+    run.run(on_trial=print)
+    result = pareto(cfg)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from autocompress.config import MAX_EPOCHS, Config
+from autocompress.errors import ConfigError
+from autocompress.files import check_output_dir
+from autocompress.policy import Policy
+from autocompress.runs import Prepared, export_length, prepare, splits_recipe, target
+from autocompress.search.study import TrialRecord
+
+Log = Callable[[str], None]
+
+
+def _quiet(_: str) -> None:
+    return None
+
+
+def check_epochs(epochs: float | None, flag: str = "--finetune-epochs") -> None:
+    """A number of epochs given on the command line: in [0, MAX_EPOCHS], not nan."""
+    if epochs is not None and not 0 <= epochs <= MAX_EPOCHS:  # also refuses nan
+        raise ConfigError(flag, epochs, f"a number of epochs in [0, {MAX_EPOCHS}]")
+
+
+# --------------------------------------------------------------------------------------- train
+@dataclass(frozen=True)
+class TrainPlan:
+    """What ``train`` is about to do, for the caller to say before it starts."""
+
+    cached: bool
+    path: Path
+    train: int
+    val: int
+    test: int
+
+
+def train(
+    cfg: Config,
+    force: bool = False,
+    on_start: Callable[[TrainPlan], None] | None = None,
+    on_epoch: Callable[[Any], None] | None = None,
+) -> Any:
+    """Train (or load the cached) base model; returns the :class:`BaseModel`."""
+    from autocompress.data import load_data
+    from autocompress.train.base import base_path, ensure_base
+
+    splits = load_data(cfg.data, seed=cfg.train.seed)
+    path = base_path(cfg)
+    if on_start is not None:
+        cached = path.exists() and not force
+        sizes = len(splits.x_train), len(splits.x_val), len(splits.x_test)
+        on_start(TrainPlan(cached, path, *sizes))
+    return ensure_base(cfg, splits, force=force, on_epoch=on_epoch)
+
+
+# ---------------------------------------------------------------------------------------- cost
+def cost(cfg: Config, policy_path: Path | None = None) -> dict[str, Any]:
+    """Price the configured model as it is, or a policy file, without training: per-layer and
+    total costs, ratios to the base, the budget's verdicts, and what no knob touches (why)."""
+    from autocompress.compress import KNOB_METHODS
+    from autocompress.cost.metrics import compute_costs
+    from autocompress.policy import check_policy
+    from autocompress.runs import untrained_profile
+
+    profile = untrained_profile(cfg)
+    base_policy = Policy(profile.model)
+    policy = Policy.load(policy_path) if policy_path else base_policy
+    check_policy(policy, profile, KNOB_METHODS, cfg.compress.round_to)
+    base = compute_costs(profile, base_policy, cfg.compress.round_to)
+    costs = compute_costs(profile, policy, cfg.compress.round_to)
+    metrics = ("macs", "params", "bitops", "size_bytes")
+    report: dict[str, Any] = {m: getattr(costs, m) for m in metrics}
+    report["base"] = {m: getattr(base, m) for m in metrics}
+    report["ratios"] = {m: getattr(costs, m) / getattr(base, m) for m in metrics}
+    report["layers"] = {
+        name: {
+            "type": profile.layers[name].kind,
+            "in": c.in_features,
+            "out": c.out_features,
+            "macs": c.macs,
+            "params": c.params,
+            "bitops": c.bitops,
+            "size_bytes": c.size_bytes,
+            **policy.choice(name).changed(),
+        }
+        for name, c in costs.layers.items()
+    }
+    report["other_macs"] = profile.other_macs
+    report["untouched"] = dict(profile.untouched)
+    report["not_prunable"] = {
+        ", ".join(g.layers) or g.root: g.why for g in profile.groups.values() if not g.prunable
+    }
+    report["model"], report["policy"] = policy.model, policy.to_dict()
+    report["budget"] = {}
+    for metric, limit in cfg.budget.items():
+        if metric == "latency_ms":  # measured on the built model, not priced analytically
+            continue
+        bound = limit.resolve(report["base"][metric])
+        report["budget"][metric] = {
+            "limit": bound,
+            "value": report[metric],
+            "ok": report[metric] <= bound,
+            "as_configured": str(limit),
+        }
+    return report
+
+
+# ------------------------------------------------------------------------------ apply, distill
+def apply(
+    cfg: Config,
+    policy_path: Path,
+    out: Path,
+    epochs: float | None = None,
+    force: bool = False,
+    log: Log = _quiet,
+    on_epoch: Callable[[Any], None] | None = None,
+) -> dict[str, Any]:
+    """Compress the base model with a policy file, fine-tune, test and write ``out``."""
+    from autocompress.compress import KNOB_METHODS
+    from autocompress.export import compress_and_export
+    from autocompress.policy import check_policy
+    from autocompress.runs import untrained_profile
+
+    policy = Policy.load(policy_path)
+    check_epochs(epochs)
+    # everything that can be refused is refused before the base model is trained or loaded
+    check_policy(policy, untrained_profile(cfg), KNOB_METHODS, cfg.compress.round_to)
+    check_output_dir(out, force)
+    run = prepare(cfg, on_epoch)
+    return compress_and_export(
+        run.base.model,
+        run.profile,
+        policy,
+        splits_recipe(cfg, run.splits),
+        export_length(cfg, epochs),
+        out,
+        target(cfg, run.base),
+        cfg.finetune_seed,
+        cfg.compress,
+        run.base.metrics["test_accuracy"],
+        log=log,
+        force=force,
+    )
+
+
+def distill(
+    cfg: Config,
+    student: str,
+    out: Path,
+    epochs: float | None = None,
+    force: bool = False,
+    log: Log = _quiet,
+    on_epoch: Callable[[Any], None] | None = None,
+) -> dict[str, Any]:
+    """Train a zoo student (``name:key=value,...``) with the base as teacher, and alone."""
+    from autocompress.distill import distill as run_distill
+    from autocompress.distill import parse_student
+
+    parsed = parse_student(student)
+    check_epochs(epochs, "--epochs")
+    check_output_dir(out, force)
+    run = prepare(cfg, on_epoch)
+    return run_distill(
+        cfg, run.splits, run.base, run.profile, parsed, out, epochs, log=log, force=force
+    )
+
+
+# -------------------------------------------------------------------------------------- search
+@dataclass
+class SearchRun:
+    """A search set up and ready to run: its context, study and what the setup found."""
+
+    cfg: Config
+    prepared: Prepared
+    ctx: Any  # TrialContext
+    study: Any  # optuna.Study
+    controller: Any  # RLController | None
+    recovered: list[int]
+    done: int  # trials already in the study (resumed)
+    layers: list[str]  # layers the space compresses, in model order
+    ray: Any = None  # RaySetup when search.backend is ray
+    notes: list[str] = field(default_factory=list)  # warnings worth a line
+
+    def run(self, on_trial: Callable[[Any], None] | None = None) -> bool:
+        """Run trials until the study holds ``search.trials``. Ctrl-C or SIGTERM raise
+        KeyboardInterrupt (:class:`~autocompress.signals.Terminated` for SIGTERM) after the
+        running trial is failed and queued again; the Ray backend returns False instead.
+        Either way the finished trials are kept and a rerun resumes."""
+        from autocompress.search.loop import run_search
+
+        n = self.cfg.search.trials
+        if self.cfg.search.backend == "ray":
+            from autocompress.search.ray_runner import run_ray_search
+
+            return bool(run_ray_search(self.ctx, self.study, n, on_trial))
+        run_search(self.ctx, self.study, n, on_trial, self.controller)
+        return True
+
+    def records(self) -> list[TrialRecord]:
+        from autocompress.search.study import records
+
+        return records(self.study)
+
+
+def start_search(cfg: Config, on_epoch: Callable[[Any], None] | None = None) -> SearchRun:
+    """Check everything that can refuse the search, then train or load the base model, record
+    the run's config and open (or resume) the study. Nothing is written if it refuses."""
+    from autocompress.runs import untrained_profile, write_run_config
+    from autocompress.search.loop import make_controller, prepare_study, quiet_optuna
+    from autocompress.search.objective import check_budget_reachable, make_context
+    from autocompress.search.ray_runner import check_backend
+    from autocompress.search.samplers import make_sampler
+    from autocompress.search.study import check_compatible, existing_study, trials_done, worker_id
+    from autocompress.spaces import build_space
+
+    # The backend, the storage, the existing study's objectives and space, the budget (a
+    # space depends on shapes only: the untrained model gives the same one).
+    check_backend(cfg)
+    space = build_space(cfg.space, untrained_profile(cfg), cfg.compress.round_to)
+    check_budget_reachable(cfg, space)
+    # the sampler accepts the space (CMA-ES refuses bit-width choices)
+    make_sampler(cfg.search.sampler, cfg.search.seed, space, 1 + len(cfg.search.objectives))
+    previous = existing_study(cfg)
+    if previous is not None:
+        check_compatible(previous, cfg, [k.name for k in space.knobs])
+    run = prepare(cfg, on_epoch)
+    space = build_space(cfg.space, run.profile, cfg.compress.round_to)
+    write_run_config(cfg)
+    ctx = make_context(cfg, splits_recipe(cfg, run.splits), run.base.model, run.profile, space)
+    with quiet_optuna():
+        study, recovered = prepare_study(ctx, cfg.search.sampler)
+    order = list(run.profile.layers)
+    layers = sorted({layer for k in space.knobs for layer in k.layers}, key=order.index)
+    search_run = SearchRun(
+        cfg,
+        run,
+        ctx,
+        study,
+        make_controller(ctx, cfg.search.sampler),
+        recovered,
+        trials_done(study),
+        layers,
+    )
+    if cfg.search.trials <= cfg.search.uniform and search_run.done == 0:
+        search_run.notes.append(
+            f"search.trials={cfg.search.trials} is not more than the {cfg.search.uniform} "
+            "uniform baselines queued first: no sampler trial will run (raise --trials)"
+        )
+    if cfg.search.backend == "ray":
+        from autocompress.search.ray_runner import init_ray
+
+        search_run.ray = init_ray(cfg)
+        study.set_user_attr(f"ray:{worker_id()}", dataclasses.asdict(search_run.ray))
+    return search_run
+
+
+def front(cfg: Config, recs: Sequence[TrialRecord]) -> list[TrialRecord]:
+    """The Pareto front of a search's records over its objectives."""
+    from autocompress.search.pareto import front_metrics, pareto_front
+
+    return pareto_front(recs, front_metrics(cfg))
+
+
+def write_pareto(cfg: Config, recs: Sequence[TrialRecord]) -> tuple[list[TrialRecord], Path, Path]:
+    """Write ``pareto.png`` and ``pareto.html`` into the run; returns (front, png, html)."""
+    from autocompress.report.plots import pareto_html, pareto_png
+    from autocompress.search.pareto import front_metrics
+    from autocompress.search.study import pareto_paths, study_name
+
+    points = front(cfg, recs)
+    metric = front_metrics(cfg)[0]
+    title = f"{study_name(cfg)}: validation accuracy vs {metric}"
+    png, html = pareto_paths(cfg)
+    pareto_png(recs, points, metric, png, title)
+    pareto_html(recs, points, metric, html, title)
+    return points, png, html
+
+
+@dataclass(frozen=True)
+class ParetoResult:
+    records: list[TrialRecord]
+    front: list[TrialRecord]
+    metrics: list[str]
+    png: Path
+    html: Path
+    latency: Mapping[str, Any] | None
+
+
+def pareto(cfg: Config) -> ParetoResult:
+    """Read a search's study, write its Pareto plots, return the front."""
+    from autocompress.search.pareto import front_metrics
+    from autocompress.search.study import load_study, records
+
+    study = load_study(cfg)
+    recs = records(study)
+    points, png, html = write_pareto(cfg, recs)
+    return ParetoResult(
+        recs, points, front_metrics(cfg), png, html, study.user_attrs.get("latency")
+    )
+
+
+# -------------------------------------------------------------------------------------- export
+RATIO_METRICS = ("macs", "size_bytes", "latency_ms", "params")
+
+
+@dataclass(frozen=True)
+class Selection:
+    """Which trials an export takes: ``trial`` by number, or the ``best`` (the ``top`` K
+    best kept on validation) within ``limits`` (metric → ratio of the base)."""
+
+    trial: int | None = None
+    best: bool = False
+    limits: Mapping[str, float] = field(default_factory=dict)
+    top: int = 1
+
+    def check(self) -> None:
+        if (self.limits or self.top != 1) and not self.best:
+            raise ConfigError(
+                "--max-*/--top",
+                dict(self.limits) or self.top,
+                "they choose among trials: use them with --best",
+            )
+        if self.top < 1:
+            raise ConfigError("--top", self.top, "an integer >= 1")
+        for metric, value in self.limits.items():
+            if value <= 0:
+                raise ConfigError(
+                    f"--max-{metric}", value, "a ratio to the base model > 0, e.g. 0.25"
+                )
+
+
+def select(cfg: Config, selection: Selection) -> list[TrialRecord]:
+    """The trials a selection names (one, or the ``top`` best), read from the study."""
+    from autocompress.search.pareto import best_trial, best_trials, trial_by_number
+    from autocompress.search.study import load_study, records
+
+    selection.check()
+    recs = records(load_study(cfg))
+    if selection.best and selection.top > 1:
+        return best_trials(recs, dict(selection.limits), selection.top)
+    if selection.best:
+        return [best_trial(recs, dict(selection.limits))]
+    assert selection.trial is not None
+    return [trial_by_number(recs, selection.trial)]
+
+
+def export(
+    cfg: Config,
+    chosen: Sequence[TrialRecord],
+    out: Path,
+    epochs: float | None = None,
+    force: bool = False,
+    log: Log = _quiet,
+    on_epoch: Callable[[Any], None] | None = None,
+) -> dict[str, Any]:
+    """Rebuild the chosen trial(s), fine-tune for ``epochs`` (default
+    ``finetune.export_epochs``), test, and write ``out`` (several: keep the best on
+    validation)."""
+    from autocompress.search.export import export_best_of, export_trial
+
+    epochs = cfg.finetune.export_epochs if epochs is None else epochs
+    check_epochs(epochs)
+    check_output_dir(out, force)
+    run = prepare(cfg, on_epoch)
+    if len(chosen) > 1:
+        return export_best_of(
+            cfg, run.splits, run.base, run.profile, chosen, out, epochs, log=log, force=force
+        )
+    return export_trial(
+        cfg, run.splits, run.base, run.profile, chosen[0], out, epochs, log=log, force=force
+    )
