@@ -31,7 +31,7 @@ from torch import nn
 from autocompress.cost.metrics import compute_costs
 from autocompress.policy import Policy
 from autocompress.spaces import Budget, Knob, SearchSpace
-from autocompress.spaces.budget import ANALYTIC
+from autocompress.spaces.budget import ANALYTIC, analytic_costs, feasible, smallest
 from autocompress.spaces.space import SPACE_KNOBS
 
 STATE_FEATURES = 11  # per-layer features before the previous action
@@ -228,14 +228,10 @@ class LayerWalk:
         return STATE_FEATURES + len(self.kinds)
 
     def _cost(self, positions: Mapping[str, float]) -> float:
-        params = self.space.at(positions)
-        costs = compute_costs(self.space.profile, self.space.policy(params), self.space.round_to)
-        return float(getattr(costs, self.metric))
+        return float(getattr(analytic_costs(self.space, self.space.at(positions)), self.metric))
 
     def _feasible(self, positions: Mapping[str, float]) -> bool:
-        params = self.space.at(positions)
-        costs = compute_costs(self.space.profile, self.space.policy(params), self.space.round_to)
-        return self.budget.holds(costs.as_dict())
+        return feasible(self.space, self.budget, self.space.at(positions))
 
     def state(self, i: int, chosen: Mapping[str, float], previous: np.ndarray) -> np.ndarray:
         step = self.steps[i]
@@ -262,7 +258,7 @@ class LayerWalk:
     def clip(self, i: int, chosen: Mapping[str, float], action: np.ndarray) -> np.ndarray:
         """Raise step ``i``'s action just enough that, with every later knob at full
         compression, the budget can still be met (AMC). Without an analytic budget, as is."""
-        if not any(m in ANALYTIC for m in self.budget.limits):
+        if not self.budget.analytic:
             return action
         later = {k.name: 1.0 for st in self.steps[i + 1 :] for k in st.knobs.values()}
 
@@ -273,22 +269,10 @@ class LayerWalk:
             }
             return {**chosen, **mine, **later}
 
-        if self._feasible(with_action(action)):
-            return action
-        if not self._feasible(with_action(np.ones_like(action))):
+        s = smallest(lambda s: self._feasible(with_action(action + s * (1 - action))))
+        if s is None:
             return np.ones_like(action)  # the space cannot meet the budget: compress fully
-        lo, hi = 0.0, 1.0
-        for _ in range(14):
-            mid = (lo + hi) / 2
-            lo, hi = (
-                (lo, mid)
-                if self._feasible(with_action(action + mid * (1 - action)))
-                else (
-                    mid,
-                    hi,
-                )
-            )
-        return action + hi * (1 - action)
+        return action + s * (1 - action)
 
     def episode(
         self, choose: Callable[[np.ndarray], np.ndarray]

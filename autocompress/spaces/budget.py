@@ -51,11 +51,13 @@ def analytic_costs(space: SearchSpace, params: Mapping[str, Any]) -> Costs:
     return compute_costs(space.profile, space.policy(params), space.round_to)
 
 
-def _feasible(space: SearchSpace, budget: Budget) -> Callable[[Mapping[str, Any]], bool]:
-    def feasible(params: Mapping[str, Any]) -> bool:
-        return budget.holds(analytic_costs(space, params).as_dict())
+def feasible(space: SearchSpace, budget: Budget, params: Mapping[str, Any]) -> bool:
+    """Whether ``params`` meet the budget's analytic limits (priced, never built)."""
+    return budget.holds(analytic_costs(space, params).as_dict())
 
-    return feasible
+
+def _feasible(space: SearchSpace, budget: Budget) -> Callable[[Mapping[str, Any]], bool]:
+    return lambda params: feasible(space, budget, params)
 
 
 def project(space: SearchSpace, budget: Budget, params: Mapping[str, Any]) -> dict[str, Any] | None:
@@ -73,7 +75,7 @@ def project(space: SearchSpace, budget: Budget, params: Mapping[str, Any]) -> di
     def moved(s: float) -> dict[str, Any]:
         return space.at({k: p + s * (1 - p) for k, p in start.items()})
 
-    s = _smallest(lambda s: feasible(moved(s)))
+    s = smallest(lambda s: feasible(moved(s)))
     return None if s is None else moved(s)
 
 
@@ -117,7 +119,7 @@ def uniform_baselines(space: SearchSpace, budget: Budget, count: int) -> list[di
     if not budget.analytic:
         return [space.uniform((i + 1) / (count + 1)) for i in range(count)]
     feasible = _feasible(space, budget)
-    least = _smallest(lambda t: feasible(space.uniform(t)))
+    least = smallest(lambda t: feasible(space.uniform(t)))
     if least is None:
         return []
     positions = [least + (1 - least) * i / (2 * count) for i in range(count)]
@@ -129,8 +131,12 @@ def uniform_baselines(space: SearchSpace, budget: Budget, count: int) -> list[di
     return out
 
 
-def _smallest(ok: Callable[[float], bool]) -> float | None:
-    """Smallest s in [0, 1] with ok(s), assuming ok is monotone; None if ok(1) fails."""
+def smallest(ok: Callable[[float], bool]) -> float | None:
+    """Smallest s in [0, 1] with ok(s), assuming ok is monotone; None if ok(1) fails.
+
+    Bisection to 2**-BISECTION_STEPS: the one search for "just enough compression" that the
+    projection, the uniform baselines and the RL agent's clipping share.
+    """
     if ok(0.0):
         return 0.0
     if not ok(1.0):
