@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -476,7 +476,7 @@ def cmd_search(cfg: Config, args: argparse.Namespace) -> int:
                 best=summary(),
                 front=len(front(cfg, recs)),
             )
-            progress.console.print(_trial_line(trial, ctx.base_costs), soft_wrap=True)
+            progress.console.print(_trial_line(recs[trial.number]), soft_wrap=True)
 
         stopped_by: BaseException | None = None
         try:
@@ -501,26 +501,17 @@ def cmd_search(cfg: Config, args: argparse.Namespace) -> int:
     return 0
 
 
-def _trial_line(trial: Any, base_costs: Mapping[str, float]) -> str:
+def _trial_line(rec: Any) -> str:
     """One line per finished trial (the bar alone says nothing in a log file)."""
-    a = trial.user_attrs
-    kind = a.get("baseline") or ("retry" if "retry_of" in a else "searched")
-    if "rl_episode" in a:
-        kind = f"rl episode {a['rl_episode']}"
-    head = f"  trial {trial.number:>3} {kind:<14}"
-    if trial.state.name == "FAIL":
-        return f"{head} [red]failed[/]: {a.get('fail_reason')}"
-    costs = "  ".join(
-        f"{m} {v / base_costs[m]:.3f}" for m, v in a.get("costs", {}).items() if m in base_costs
-    )
-    if not a.get("feasible", True):
+    head = f"  trial {rec.number:>3} {rec.kind:<14}"
+    if rec.state == "fail":
+        return f"{head} [red]failed[/]: {rec.reason}"
+    costs = "  ".join(f"{m} {v:.3f}" for m, v in rec.ratios.items())
+    if not rec.feasible:
         return f"{head} [yellow]over budget[/] (not fine-tuned)  {costs}"
-    status = "stopped early" if trial.state.name == "PRUNED" else "val"
-    projected = "  (projected into budget)" if a.get("projected") else ""
-    return (
-        f"{head} {status} {a.get('val_accuracy', 0):.2%}  {costs}  "
-        f"{a.get('seconds', 0):.1f}s{projected}"
-    )
+    status = "stopped early" if rec.state == "pruned" else "val"
+    projected = "  (projected into budget)" if rec.projected else ""
+    return f"{head} {status} {rec.val_accuracy or 0:.2%}  {costs}  {rec.seconds:.1f}s{projected}"
 
 
 def _search_summary(cfg: Config, recs: list[Any]) -> None:

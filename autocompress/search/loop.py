@@ -8,16 +8,15 @@ the running trial the same way and stops.
 from __future__ import annotations
 
 import math
+import threading
 import time
 import warnings
 import zlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
-from typing import Any
 
 import optuna
-from optuna.storages._heartbeat import get_heartbeat_thread
 from optuna.trial import FrozenTrial, TrialState
 
 from autocompress.search.objective import (
@@ -30,13 +29,17 @@ from autocompress.search.rl import AgentConfig, RLController
 from autocompress.search.samplers import distributions, make_pruner, make_sampler
 from autocompress.search.study import (
     check_compatible,
+    heartbeat_interval,
     is_shared,
     is_surplus,
     open_study,
     recover_interrupted,
     register_worker,
     requeue,
+    result_attrs,
+    storage_of,
     study_name,
+    trial_id_of,
     trials_done,
     worker_id,
 )
@@ -149,16 +152,13 @@ def _run_trials(
         if is_surplus(study, trial.number, n_trials):  # another worker took the last trial
             give_back(study, trial, "surplus", f"surplus: the study reached {n_trials} trials")
             break
-        heartbeat = get_heartbeat_thread(trial._trial_id, study._storage)
-        heartbeat.start()
         try:
-            result = evaluate_params(ctx, trial.params, _reporter(trial))
+            with heartbeats(study, trial.number):
+                result = evaluate_params(ctx, trial.params, _reporter(trial))
         except KeyboardInterrupt as exc:
             how = "SIGTERM" if isinstance(exc, Terminated) else "Ctrl-C"
             give_back(study, trial, "interrupted", f"interrupted: {how}", retry=True)
             raise
-        finally:
-            heartbeat.join()
         frozen = tell_result(ctx, study, trial, result, started, ask_s)
         if controller is not None and "rl_episode" in frozen.user_attrs:
             accuracy = result.val_accuracy if result.feasible else 0.0
@@ -166,6 +166,34 @@ def _run_trials(
             controller.observe(int(frozen.user_attrs["rl_episode"]), accuracy, macs)
         if on_trial is not None:
             on_trial(frozen)
+
+
+@contextmanager
+def heartbeats(study: optuna.Study, number: int) -> Iterator[None]:
+    """Record the running trial's heartbeat every ``search.heartbeat`` seconds on a database
+    storage (RDBStorage.record_heartbeat), so other workers can tell a dead trial from a slow
+    one; nothing on storages without heartbeats."""
+    interval = heartbeat_interval(study)
+    if not interval:
+        yield
+        return
+    storage = storage_of(study)
+    assert isinstance(storage, optuna.storages.RDBStorage)
+    trial_id = trial_id_of(study, number)
+    stop = threading.Event()
+
+    def beat() -> None:
+        storage.record_heartbeat(trial_id)
+        while not stop.wait(interval):
+            storage.record_heartbeat(trial_id)
+
+    thread = threading.Thread(target=beat, name=f"heartbeat-{number}", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
 
 
 def give_back(
@@ -202,25 +230,13 @@ def tell_result(
     started: float,
     ask_s: float,
 ) -> FrozenTrial:
-    attrs: dict[str, Any] = {
-        "policy": result.policy,
-        "costs": result.costs,
-        "violations": result.violations,
-        "feasible": result.feasible,
-        "projected": result.projected,
-        "val_accuracy": result.val_accuracy,
-        "history": [list(h) for h in result.history],
-    }
-    if result.reason:
-        attrs["fail_reason"] = result.reason
+    """Record a trial's result (:func:`result_attrs`), its constraints, and tell the study."""
+    attrs = result_attrs(result, time.perf_counter() - started, ask_s)
     for key, value in attrs.items():
         trial.set_user_attr(key, value)
     if result.state != "fail":
         for metric in ctx.budget.limits:  # <= 0 within budget; read by constrained samplers
             trial.set_constraint(metric, result.violations.get(metric, 0.0))
-    # Optuna's own ask and tell are timed by the benchmark around the whole loop.
-    trial.set_user_attr("timings", {**result.timings, "ask": ask_s})
-    trial.set_user_attr("seconds", time.perf_counter() - started)
     if result.state == "fail":
         study.tell(trial, state=TrialState.FAIL)
     elif result.state == "pruned":

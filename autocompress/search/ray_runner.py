@@ -101,59 +101,54 @@ def make_searcher(
     study: optuna.Study,
     on_trial: Callable[[FrozenTrial], None] | None,
 ) -> Any:
-    """``OptunaSearch`` over the study's space with its sampler, telling our trial records."""
-    from ray.tune.search.optuna import OptunaSearch
+    """A Tune ``Searcher`` that asks and tells the study itself (its sampler, pruner, queue of
+    baselines and retries), so every Ray trial is an ordinary trial of the study."""
+    from ray.tune.search import Searcher
 
-    class StudySearcher(OptunaSearch):
+    dists = distributions(ctx.space)
+
+    class StudySearcher(Searcher):
         def __init__(self) -> None:
-            super().__init__(
-                space=distributions(ctx.space),
-                metric=METRIC,
-                mode="max",
-                sampler=study.sampler,
-                study_name=study.study_name,
-                storage=study._storage,
-            )
-            # the same study object: its sampler, pruner and directions
-            self.study = study
-            self._ot_study = study  # type: ignore[assignment]
+            super().__init__(metric=METRIC, mode="max")
+            self.trials: dict[str, optuna.Trial] = {}
+            self.completed: set[str] = set()
             self._started: dict[str, float] = {}
             self._history: dict[str, list[tuple[int, float]]] = {}
 
         def suggest(self, trial_id: str) -> dict[str, Any] | None:
             started = time.perf_counter()
-            super().suggest(trial_id)
-            trial = self._ot_trials[trial_id]
+            trial = study.ask(dists)
             trial.set_user_attr("worker", worker_id())  # the driver owns the study's trial
+            self.trials[trial_id] = trial
             self._started[trial_id] = started
             self._history[trial_id] = []
             return {"params": dict(trial.params)}
 
         def on_trial_result(self, trial_id: str, result: dict[str, Any]) -> None:
-            if "trial_result" in result or trial_id in self._completed_trials:
+            if "trial_result" in result or trial_id in self.completed:
                 return
             step, val = int(result["step"]), float(result[METRIC])
             self._history[trial_id].append((step, val))
-            if len(self.study.directions) == 1:
-                self._ot_trials[trial_id].report(val, step)
+            if len(study.directions) == 1:
+                self.trials[trial_id].report(val, step)
 
         def on_trial_complete(
             self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False
         ) -> None:
-            if trial_id in self._completed_trials or trial_id not in self._ot_trials:
+            if trial_id in self.completed or trial_id not in self.trials:
                 return
-            trial = self._ot_trials[trial_id]
+            trial = self.trials[trial_id]
             outcome = _outcome(ctx, trial.params, result, error, self._history[trial_id])
             started = self._started.pop(trial_id)
             if result and "ray_worker" in result:
                 trial.set_user_attr("ray_worker", result["ray_worker"])
-            frozen = tell_result(ctx, self.study, trial, outcome, started, 0.0)
-            self._completed_trials.add(trial_id)
+            frozen = tell_result(ctx, study, trial, outcome, started, 0.0)
+            self.completed.add(trial_id)
             if on_trial is not None:
                 on_trial(frozen)
 
         def unfinished(self) -> list[optuna.Trial]:
-            return [t for i, t in self._ot_trials.items() if i not in self._completed_trials]
+            return [t for i, t in self.trials.items() if i not in self.completed]
 
         def __reduce__(self) -> tuple[Any, tuple[()]]:
             # Tune pickles its search algorithm with the experiment state; ours holds the
@@ -329,7 +324,7 @@ def run_ray_search(
     stopped = searcher.unfinished()
     how = "SIGTERM" if received.sigterm else "Ctrl-C"
     for trial in stopped:  # Ctrl-C: Tune ended them before they reported their result
-        state = study._storage.get_trial(trial._trial_id).state
+        state = study.get_trials(deepcopy=False)[trial.number].state
         if state == TrialState.RUNNING:
             reason = f"interrupted: the Ray run stopped ({how})"
             give_back(study, trial, "interrupted", reason, retry=True)

@@ -12,13 +12,13 @@ import os
 import socket
 import time
 import warnings
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import optuna
 from optuna.exceptions import OptunaError
-from optuna.storages._heartbeat import is_heartbeat_enabled
 from optuna.storages.journal import JournalFileBackend
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
@@ -28,7 +28,15 @@ from autocompress.config import Config
 from autocompress.errors import AutocompressError
 from autocompress.redact import mask_url, mask_urls_in, password_of, redact
 
+if TYPE_CHECKING:
+    from autocompress.search.objective import TrialResult
+
 STORAGE_ENV = "AUTOCOMPRESS_STORAGE"  # a storage URL kept out of configs and command lines
+
+# the storage each study was opened on: Optuna keeps a study's storage private
+_STORAGES: weakref.WeakKeyDictionary[optuna.Study, optuna.storages.BaseStorage] = (
+    weakref.WeakKeyDictionary()
+)
 
 STALE_WITHOUT_WORKER_S = 120  # a RUNNING trial that never named its worker is dead after this
 
@@ -127,7 +135,11 @@ def _rdb_storage(url: str, heartbeat: int) -> optuna.storages.RDBStorage:
         with warnings.catch_warnings():  # heartbeats are marked experimental in Optuna
             warnings.simplefilter("ignore")
             return optuna.storages.RDBStorage(
-                url, heartbeat_interval=heartbeat or None, grace_period=2 * heartbeat or None
+                url,
+                heartbeat_interval=heartbeat or None,
+                grace_period=2 * heartbeat or None,
+                # called by optuna.storages.fail_stale_trials in the one worker that failed it
+                heartbeat_stale_trial_callback=_retry_stale if heartbeat else None,
             )
 
     for attempt in range(SCHEMA_ATTEMPTS - 1):
@@ -176,6 +188,7 @@ def open_study(
         study, created = optuna.load_study(**kwargs, sampler=sampler, pruner=pruner), False
     except (ImportError, ValueError, OptunaError) as exc:
         raise _cannot_open(cfg, exc) from None
+    _STORAGES[study] = storage
     wanted = ["accuracy", *cfg.search.objectives]
     if created:
         study.set_user_attr("objectives", wanted)
@@ -194,7 +207,7 @@ def existing_study(cfg: Config) -> optuna.Study | None:
         if url.startswith(prefix) and not Path(url.removeprefix(prefix)).expanduser().exists():
             return None
     try:
-        return optuna.load_study(study_name=study_name(cfg), storage=make_storage(cfg))
+        return _load(cfg)
     except KeyError:
         return None
 
@@ -219,10 +232,32 @@ def check_compatible(study: optuna.Study, cfg: Config, knobs: list[str] | None =
         )
 
 
+def study_at(
+    storage: str | optuna.storages.BaseStorage, name: str, create: bool = False
+) -> optuna.Study:
+    """A study by storage (URL or object) and name, opened so this module's recovery and
+    heartbeats can use its storage; ``create`` makes it (a maximised single objective)."""
+    if isinstance(storage, str):
+        storage = optuna.storages.RDBStorage(storage)
+    if create:
+        study = optuna.create_study(study_name=name, storage=storage)
+    else:
+        study = optuna.load_study(study_name=name, storage=storage)
+    _STORAGES[study] = storage
+    return study
+
+
+def _load(cfg: Config) -> optuna.Study:
+    storage = make_storage(cfg)
+    study = optuna.load_study(study_name=study_name(cfg), storage=storage)
+    _STORAGES[study] = storage
+    return study
+
+
 def load_study(cfg: Config) -> optuna.Study:
     """An existing study, for reading (pareto, export)."""
     try:
-        return optuna.load_study(study_name=study_name(cfg), storage=make_storage(cfg))
+        return _load(cfg)
     except KeyError:
         raise AutocompressError(
             f"no study '{study_name(cfg)}' in {shown_storage(cfg)}: run `autocompress search` first"
@@ -260,43 +295,76 @@ def recover_interrupted(study: optuna.Study) -> list[int]:
     marked FAIL with ``interrupted`` set, so it does not count toward the trial budget, and
     its params are enqueued so the same candidate is evaluated again. A worker is dead if it
     ran on this machine and its process is gone, or, on a database storage, if its trial's
-    heartbeat is older than the grace period (workers on other machines). A trial killed
-    before it named its worker is dead if every worker registered in the study is a dead
-    process of this machine (else after ``STALE_WITHOUT_WORKER_S``). Of several workers
+    heartbeat is older than the grace period (workers on other machines: Optuna's
+    ``fail_stale_trials`` fails it and its stale-trial callback queues it again). A trial
+    killed before it named its worker is dead if every worker registered in the study is a
+    dead process of this machine (else after ``STALE_WITHOUT_WORKER_S``). Of several workers
     recovering at once, one fails and requeues each trial. Returns the failed trials' numbers.
     """
     host = socket.gethostname()
     now = datetime.datetime.now()
-    storage = study._storage
-    stale: set[int] = set()
-    if is_heartbeat_enabled(storage):
-        stale = set(storage._get_stale_trial_ids(study._study_id))  # type: ignore[attr-defined]
+    running = {t.number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))}
+    with warnings.catch_warnings():  # experimental in Optuna
+        warnings.simplefilter("ignore")
+        optuna.storages.fail_stale_trials(study)
+    trials = study.get_trials(deepcopy=False)
+    failed = [n for n in running if trials[n].state == TrialState.FAIL]
+    storage = storage_of(study)
     workers = [k.partition(":")[2] for k in study.user_attrs if k.startswith("worker:")]
     all_dead = all(_dead(w, host) for w in workers if w != worker_id())
-    failed = []
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         worker = trial.user_attrs.get("worker")
-        if trial._trial_id in stale:
-            dead = True
-        elif worker is not None:
+        if worker is not None:
             dead = _dead(str(worker), host)
         else:
             age = (now - (trial.datetime_start or now)).total_seconds()
             dead = all_dead or age > STALE_WITHOUT_WORKER_S
         if not dead:
             continue
+        trial_id = trial_id_of(study, trial.number)
         try:
-            storage.set_trial_user_attr(trial._trial_id, "interrupted", True)
+            storage.set_trial_user_attr(trial_id, "interrupted", True)
             storage.set_trial_user_attr(
-                trial._trial_id, "fail_reason", "interrupted: the process running it stopped"
+                trial_id, "fail_reason", "interrupted: the process running it stopped"
             )
-            storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+            storage.set_trial_state_values(trial_id, TrialState.FAIL)
         except optuna.exceptions.UpdateFinishedTrialError:
             continue  # another worker recovered it first
         if trial.params:  # killed after sampling: evaluate the same candidate again
             requeue(study, trial.params, trial.user_attrs, retry_of=trial.number)
         failed.append(trial.number)
-    return failed
+    return sorted(failed)
+
+
+def _retry_stale(study: optuna.Study, trial: FrozenTrial) -> None:
+    """Optuna's callback for a trial failed because its worker's heartbeat stopped."""
+    if trial.params:
+        requeue(study, trial.params, trial.user_attrs, retry_of=trial.number)
+
+
+def storage_of(study: optuna.Study) -> optuna.storages.BaseStorage:
+    """The storage a study was opened on by this module (Optuna keeps it private)."""
+    try:
+        return _STORAGES[study]
+    except KeyError:
+        raise AutocompressError(
+            "internal error: a study not opened through autocompress.search.study"
+        ) from None
+
+
+def trial_id_of(study: optuna.Study, number: int) -> int:
+    """The storage's id of trial ``number``, through the storage's public lookups."""
+    storage = storage_of(study)
+    study_id = storage.get_study_id_from_name(study.study_name)
+    return storage.get_trial_id_from_study_id_trial_number(study_id, number)
+
+
+def heartbeat_interval(study: optuna.Study) -> int | None:
+    """Seconds between heartbeats of a running trial; None where the storage records none."""
+    storage = storage_of(study)
+    if isinstance(storage, optuna.storages.RDBStorage):
+        return storage.get_heartbeat_interval()
+    return None
 
 
 def requeue(
@@ -307,18 +375,31 @@ def requeue(
     study.enqueue_trial(params, user_attrs={**kept, "retry_of": retry_of})
 
 
-def counts_toward_budget(trial: FrozenTrial) -> bool:
-    """Finished trials count (failures included); interrupted ones are retried instead, and
-    surplus ones (asked by a worker as another filled the study) were never run."""
+def counts_toward_budget(
+    trial: FrozenTrial, retried: set[int] | frozenset[int] = frozenset()
+) -> bool:
+    """Finished trials count (failures included); interrupted ones are retried instead (so
+    are those in ``retried``: failed by a stopped heartbeat and queued again), and surplus
+    ones (asked by a worker as another filled the study) were never run."""
     if trial.state == TrialState.RUNNING:
         return True  # another live worker's trial
     if trial.state == TrialState.FAIL:
-        return not (trial.user_attrs.get("interrupted") or trial.user_attrs.get("surplus"))
+        return not (
+            trial.user_attrs.get("interrupted")
+            or trial.user_attrs.get("surplus")
+            or trial.number in retried
+        )
     return trial.state in (TrialState.COMPLETE, TrialState.PRUNED)
 
 
+def counted(trials: list[FrozenTrial]) -> list[FrozenTrial]:
+    """The trials that count toward ``search.trials`` (see :func:`counts_toward_budget`)."""
+    retried = {int(t.user_attrs["retry_of"]) for t in trials if "retry_of" in t.user_attrs}
+    return [t for t in trials if counts_toward_budget(t, retried)]
+
+
 def trials_done(study: optuna.Study) -> int:
-    return sum(counts_toward_budget(t) for t in study.get_trials(deepcopy=False))
+    return len(counted(study.get_trials(deepcopy=False)))
 
 
 def is_surplus(study: optuna.Study, number: int, n_trials: int) -> bool:
@@ -327,13 +408,38 @@ def is_surplus(study: optuna.Study, number: int, n_trials: int) -> bool:
     Workers sharing a study each check the count before asking, so two of them can ask for
     the last trial at once: the one with the lower number runs, the other is surplus.
     """
-    counted = sorted(t.number for t in study.get_trials(deepcopy=False) if counts_toward_budget(t))
-    return number not in counted[:n_trials]
+    numbers = sorted(t.number for t in counted(study.get_trials(deepcopy=False)))
+    return number not in numbers[:n_trials]
 
 
 def is_shared(cfg: Config) -> bool:
     """Whether the storage is made for several workers (anything but the run's SQLite file)."""
     return bool(configured_storage(cfg))
+
+
+# ------------------------------------------------------------------ the trial-attribute codec
+# What a finished trial carries as user attributes, written by :func:`result_attrs` (and the
+# queueing helpers above: baseline, rl_episode, retry_of, worker; the recovery: interrupted,
+# surplus, fail_reason) and read back by :func:`records` only.
+
+
+def result_attrs(result: TrialResult, seconds: float, ask_s: float) -> dict[str, Any]:
+    """The user attributes of a trial's result (policy, costs, feasibility, timings)."""
+    attrs: dict[str, Any] = {
+        "policy": result.policy,
+        "costs": result.costs,
+        "violations": result.violations,
+        "feasible": result.feasible,
+        "projected": result.projected,
+        "val_accuracy": result.val_accuracy,
+        "history": [list(h) for h in result.history],
+        # Optuna's own ask and tell are timed by the benchmark around the whole loop.
+        "timings": {**result.timings, "ask": ask_s},
+        "seconds": seconds,
+    }
+    if result.reason:
+        attrs["fail_reason"] = result.reason
+    return attrs
 
 
 @dataclass(frozen=True)
@@ -349,6 +455,8 @@ class TrialRecord:
     finetune_seconds: float
     seconds: float
     reason: str | None
+    projected: bool = False  # moved into the budget by projection
+    kind: str = "searched"  # the baseline's label, "retry", "rl episode N" or "searched"
 
     @property
     def scored(self) -> bool:
@@ -357,23 +465,35 @@ class TrialRecord:
 
 
 def records(study: optuna.Study) -> list[TrialRecord]:
+    """Every trial of the study, decoded from its user attributes."""
     base = study.user_attrs.get("base_costs", {})
-    out = []
-    for t in study.get_trials(deepcopy=False):
-        costs = t.user_attrs.get("costs", {})
-        out.append(
-            TrialRecord(
-                number=t.number,
-                state=t.state.name.lower(),
-                val_accuracy=t.user_attrs.get("val_accuracy"),
-                costs=costs,
-                ratios={m: v / base[m] for m, v in costs.items() if base.get(m)},
-                feasible=bool(t.user_attrs.get("feasible", False)),
-                baseline=t.user_attrs.get("baseline"),
-                policy=t.user_attrs.get("policy", {}),
-                finetune_seconds=float(t.user_attrs.get("timings", {}).get("finetune", 0.0)),
-                seconds=float(t.user_attrs.get("seconds", 0.0)),
-                reason=t.user_attrs.get("fail_reason"),
-            )
-        )
-    return out
+    trials = study.get_trials(deepcopy=False)
+    retried = {int(t.user_attrs["retry_of"]) for t in trials if "retry_of" in t.user_attrs}
+    return [record(t, base, t.number in retried) for t in trials]
+
+
+def record(trial: FrozenTrial, base: dict[str, float], retried: bool = False) -> TrialRecord:
+    """One trial's :class:`TrialRecord` (``base``: the study's base costs)."""
+    a = trial.user_attrs
+    costs = a.get("costs", {})
+    kind = a.get("baseline") or ("retry" if "retry_of" in a else "searched")
+    if "rl_episode" in a:
+        kind = f"rl episode {a['rl_episode']}"
+    reason = a.get("fail_reason")
+    if reason is None and retried and trial.state == TrialState.FAIL:
+        reason = "interrupted: its worker stopped recording heartbeats"
+    return TrialRecord(
+        number=trial.number,
+        state=trial.state.name.lower(),
+        val_accuracy=a.get("val_accuracy"),
+        costs=costs,
+        ratios={m: v / base[m] for m, v in costs.items() if base.get(m)},
+        feasible=bool(a.get("feasible", False)),
+        baseline=a.get("baseline"),
+        policy=a.get("policy", {}),
+        finetune_seconds=float(a.get("timings", {}).get("finetune", 0.0)),
+        seconds=float(a.get("seconds", 0.0)),
+        reason=reason,
+        projected=bool(a.get("projected", False)),
+        kind=kind,
+    )

@@ -14,6 +14,7 @@ from autocompress.search.study import (
     counts_toward_budget,
     recover_interrupted,
     register_worker,
+    study_at,
     trials_done,
 )
 
@@ -54,10 +55,10 @@ def test_sampler_survives_failing_nan_and_over_budget_trials(write_config, tmp_p
 
 def test_a_trial_killed_before_it_named_its_worker_is_recovered(tmp_path) -> None:
     storage = f"sqlite:///{tmp_path / 'study.db'}"
-    study = optuna.create_study(study_name="s", storage=storage)
+    study = study_at(storage, "s", create=True)
     study.set_user_attr(f"worker:{socket.gethostname()}:999999999", "then")  # a dead process
     study.ask()  # left RUNNING, no params, no worker: killed inside ask
-    live = optuna.create_study(study_name="t", storage=storage)
+    live = study_at(storage, "t", create=True)
     live.set_user_attr(f"worker:{socket.gethostname()}:999999999", "then")
     live.set_user_attr("worker:elsewhere:1", datetime.datetime.now().isoformat())
     live.ask()  # another machine's worker may own it: left alone (for now)

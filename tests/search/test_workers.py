@@ -23,7 +23,16 @@ from optuna.trial import TrialState
 from autocompress.cli import main
 from autocompress.config import load_config
 from autocompress.redact import password_of
-from autocompress.search.study import counts_toward_budget, make_storage, recover_interrupted
+from autocompress.search.loop import heartbeats
+from autocompress.search.study import counted as count
+from autocompress.search.study import (
+    make_storage,
+    records,
+    recover_interrupted,
+    storage_of,
+    study_at,
+    trial_id_of,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 TRIALS = 10
@@ -78,12 +87,9 @@ def test_two_workers_share_one_study_without_losing_or_duplicating(
     study = optuna.load_study(study_name=study_name, storage=make_storage(cfg))
     trials = study.get_trials()
     assert not [t.number for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]
-    counted = [t for t in trials if counts_toward_budget(t)]
+    counted = count(trials)
     assert len(counted) == TRIALS
-    ids = [t._trial_id for t in trials]
-    assert len(set(ids)) == len(ids) and sorted(t.number for t in trials) == list(
-        range(len(trials))
-    )
+    assert sorted(t.number for t in trials) == list(range(len(trials)))
     # every counted trial ran to its end on one of the two workers, each candidate once
     assert all(t.state == TrialState.COMPLETE for t in counted), [t.state for t in counted]
     assert len({t.user_attrs["worker"] for t in counted}) == 2
@@ -114,29 +120,28 @@ def test_a_silent_worker_elsewhere_is_failed_by_its_heartbeat(write_config) -> N
     config = write_config(SHARED)
     study_name = f"heartbeat-{uuid.uuid4().hex[:8]}"
     cfg = load_config(config, [f"search.study={study_name}", f"search.storage={storage}"])
-    study = optuna.create_study(study_name=study_name, storage=make_storage(cfg))
+    study = study_at(make_storage(cfg), study_name, create=True)
     dist = optuna.distributions.FloatDistribution(0.0, 1.0)
 
     silent = study.ask({"x": dist})
     silent.set_user_attr("worker", "another-machine:4242")
-    study._storage.record_heartbeat(silent._trial_id)  # type: ignore[attr-defined]
+    storage = storage_of(study)
+    assert isinstance(storage, optuna.storages.RDBStorage)
+    storage.record_heartbeat(trial_id_of(study, silent.number))  # then it stops
     alive = study.ask({"x": dist})
     alive.set_user_attr("worker", "another-machine:4343")
-    thread = optuna.storages._heartbeat.get_heartbeat_thread(alive._trial_id, study._storage)
-    thread.start()
-    try:
+    with heartbeats(study, alive.number):  # every 2 s, as a running worker's loop does
         assert recover_interrupted(study) == []  # within the grace period (2 × 2 s)
         time.sleep(5)
         assert recover_interrupted(study) == [silent.number]
-    finally:
-        thread.join()
     after = {t.number: t for t in study.get_trials()}
     assert after[silent.number].state == TrialState.FAIL
-    assert after[silent.number].user_attrs["interrupted"]
+    assert records(study)[silent.number].reason.startswith("interrupted")
     assert after[alive.number].state == TrialState.RUNNING
     retry = [t for t in after.values() if t.user_attrs.get("retry_of") == silent.number]
     assert len(retry) == 1 and retry[0].state == TrialState.WAITING
     assert retry[0].system_attrs["fixed_params"] == silent.params
+    assert silent.number not in [t.number for t in count(study.get_trials())]
 
 
 def test_workers_creating_the_schema_at_once_all_open_the_storage(write_config) -> None:
