@@ -30,12 +30,13 @@ from autocompress.checkpoint import save_checkpoint
 from autocompress.compress import KNOB_METHODS, apply_policy
 from autocompress.compress.quantize import calibrate
 from autocompress.config import CompressConfig, Config, parse_settings
+from autocompress.cost.check import check_policy
 from autocompress.cost.metrics import Costs, compute_costs
 from autocompress.cost.profile import Example, Profile, as_inputs, profile_model
 from autocompress.errors import AutocompressError
 from autocompress.export import Target, build, compress_and_export
 from autocompress.files import check_output_dir
-from autocompress.policy import Policy, check_policy
+from autocompress.policy import Policy
 from autocompress.recipe import Batches, Evaluate, Finetune, Length, UserRecipe
 from autocompress.search.objective import TrialContext
 from autocompress.search.study import TrialRecord

@@ -78,8 +78,8 @@ def cost(cfg: Config, policy_path: Path | None = None) -> dict[str, Any]:
     """Price the configured model as it is, or a policy file, without training: per-layer and
     total costs, ratios to the base, the budget's verdicts, and what no knob touches (why)."""
     from autocompress.compress import KNOB_METHODS
+    from autocompress.cost.check import check_policy
     from autocompress.cost.metrics import compute_costs
-    from autocompress.policy import check_policy
     from autocompress.runs import untrained_profile
 
     profile = untrained_profile(cfg)
@@ -137,8 +137,8 @@ def apply(
 ) -> dict[str, Any]:
     """Compress the base model with a policy file, fine-tune, test and write ``out``."""
     from autocompress.compress import KNOB_METHODS
+    from autocompress.cost.check import check_policy
     from autocompress.export import compress_and_export
-    from autocompress.policy import check_policy
     from autocompress.runs import untrained_profile
 
     policy = Policy.load(policy_path)

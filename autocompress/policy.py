@@ -16,16 +16,13 @@ import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import yaml
 
 from autocompress.errors import PolicyError, shown
 from autocompress.files import write_atomic
 from autocompress.yamlio import load_yaml
-
-if TYPE_CHECKING:
-    from autocompress.cost.profile import Profile
 
 BITS = (2, 3, 4, 5, 6, 7, 8, 16, 32)  # 16 and 32 mean float
 
@@ -134,92 +131,3 @@ def _check_value(layer: str, knob: str, value: Any) -> None:
         raise PolicyError(
             layer, knob, f"got {shown(value)}; allowed: an integer in [2, 65536] or null"
         )
-
-
-def names_model(written: str, model: str) -> bool:
-    """Whether a policy's ``model:`` names ``model``: its name, or for a factory
-    ``pkg.module:function`` also the function's name alone."""
-    return written == model or (":" in model and model.rpartition(":")[2] == written)
-
-
-def check_policy(
-    policy: Policy, profile: Profile, methods: Mapping[str, object], round_to: int = 1
-) -> None:
-    """Raise PolicyError if the policy cannot be applied to the profiled model.
-
-    ``methods`` is the registry of implemented knobs; a knob set away from its default with
-    no method behind it is an error, never a silent no-op.
-    """
-    if not names_model(policy.model, profile.model):
-        raise PolicyError(
-            "<file>", None, f"the policy is for model '{policy.model}', not '{profile.model}'"
-        )
-    from autocompress.cost.metrics import group_channels
-
-    group_ratio: dict[int, tuple[str, float]] = {}
-    for name, choice in policy.layers.items():
-        if name not in profile.layers:
-            raise PolicyError(
-                name,
-                None,
-                "no such compressible layer in the model; layers: " + ", ".join(profile.layers),
-            )
-        for knob in choice.changed():
-            if knob not in methods:
-                raise PolicyError(
-                    name, knob, "this knob has no method yet; implemented: " + ", ".join(methods)
-                )
-        if choice.prune:
-            group = profile.groups[profile.layers[name].out_group]
-            if not group.prunable:
-                raise PolicyError(
-                    name, "prune", f"its output channels cannot be pruned: {group.why}"
-                )
-            other = group_ratio.setdefault(group.id, (name, choice.prune))
-            if other[1] != choice.prune:
-                raise PolicyError(
-                    name,
-                    "prune",
-                    f"coupled with layer '{other[0]}' (same channel "
-                    f"group: {', '.join(group.layers)}); give them the same value "
-                    "or set it on one of them",
-                )
-    kept = group_channels(profile, policy, round_to)
-    for name, choice in policy.layers.items():
-        why = rank_problem(profile, kept, name, choice)
-        if why:
-            raise PolicyError(name, "rank", why)
-        if choice.clusters is not None and choice.w_bits < 16:
-            raise PolicyError(
-                name,
-                "w_bits",
-                "with clusters the weights are stored as "
-                "log2(clusters)-bit indices into a float codebook: use w_bits 16 "
-                "or 32 (the codebook's precision)",
-            )
-
-
-def rank_problem(
-    profile: Profile, kept: Mapping[int, int], name: str, choice: LayerChoice
-) -> str | None:
-    """Why ``choice.rank`` cannot be applied to layer ``name`` (None if it can, or is 1.0).
-
-    ``kept`` is the channel count of each group after pruning (see ``group_channels``).
-    """
-    if choice.rank >= 1.0:
-        return None
-    from autocompress.compress.lowrank import check as check_rank
-    from autocompress.cost.metrics import weight_bits
-
-    layer = profile.layers[name]
-    out = kept[layer.out_group]
-    per_out = (layer.in_fixed + sum(kept[g] * m for g, m in layer.in_groups)) * layer.kernel
-    why = check_rank(layer.kind, layer.groups, choice.rank, out, per_out)
-    if not why and weight_bits(out, per_out, choice) >= weight_bits(
-        out, per_out, dataclasses.replace(choice, rank=1.0)
-    ):
-        why = (
-            f"rank {choice.rank:g} does not shrink the layer at w_bits {choice.w_bits}: "
-            "the two factors' per-channel tables cost more than the weights saved"
-        )
-    return why or None

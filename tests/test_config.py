@@ -8,10 +8,11 @@ import yaml
 from autocompress.cli import main
 from autocompress.compress import KNOB_METHODS
 from autocompress.config import Limit, base_key, load_config, parse_config
+from autocompress.cost.check import check_policy
 from autocompress.cost.profile import profile_model
 from autocompress.errors import ConfigError
 from autocompress.models import ZOO
-from autocompress.policy import Policy, check_policy
+from autocompress.policy import Policy
 
 ROOT = Path(__file__).parent.parent
 EXPERIMENTS = sorted((ROOT / "experiments").rglob("*.yaml"))

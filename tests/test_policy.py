@@ -5,10 +5,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from autocompress.compress import KNOB_METHODS as METHODS
+from autocompress.cost.check import check_policy
 from autocompress.cost.profile import profile_model
 from autocompress.errors import PolicyError
 from autocompress.models import ZOO
-from autocompress.policy import BITS, LayerChoice, Policy, check_policy
+from autocompress.policy import BITS, LayerChoice, Policy
 
 ISSUE_EXAMPLE = """\
 model: lenet5

@@ -14,8 +14,9 @@ from torch import nn
 
 from autocompress.compress import lowrank, prune, quantize, share, sparsity
 from autocompress.config import CompressConfig
+from autocompress.cost.check import check_policy
 from autocompress.cost.profile import Profile
-from autocompress.policy import Policy, check_policy
+from autocompress.policy import Policy
 
 # in the order they are applied
 METHODS: tuple[ModuleType, ...] = (prune, lowrank, sparsity, share, quantize)

@@ -36,24 +36,6 @@ class Factorized(nn.Module):
         return self.second(self.first(x))
 
 
-def reduces_macs(r: int, out: int, fan_in: int) -> bool:
-    return r * (fan_in + out) < out * fan_in
-
-
-def check(kind: str, groups: int, rank: float, out: int, fan_in: int) -> str | None:
-    """Why ``rank`` cannot be applied to this layer, or None."""
-    if groups > 1:
-        return "grouped and depthwise convolutions cannot be factorized"
-    r = kept_rank(rank, out, fan_in)
-    if not reduces_macs(r, out, fan_in):
-        best = (out * fan_in - 1) // (out + fan_in)
-        return (
-            f"rank {r} of {min(out, fan_in)} ({kind} {out}×{fan_in}) does not reduce MACs; "
-            f"keep at most {best} (rank ≤ {best / min(out, fan_in):.3f})"
-        )
-    return None
-
-
 def apply(
     model: nn.Module, policy: Policy, profile: Profile, settings: CompressConfig
 ) -> nn.Module:

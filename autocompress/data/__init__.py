@@ -18,9 +18,13 @@ from dataclasses import dataclass
 
 import torch
 
-from autocompress.config import DataConfig
+from typing import TYPE_CHECKING
+
 from autocompress.data import cifar10, digits, mnist
 from autocompress.errors import ConfigError
+
+if TYPE_CHECKING:  # the config module checks dataset names against this one: no cycle
+    from autocompress.config import DataConfig
 
 
 @dataclass(frozen=True)

@@ -18,10 +18,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from autocompress.config import RuleConfig, SpaceConfig
+from autocompress.cost.check import rank_problem
 from autocompress.cost.metrics import group_channels
 from autocompress.cost.profile import Profile
 from autocompress.errors import ConfigError
-from autocompress.policy import LayerChoice, Policy, rank_problem
+from autocompress.policy import LayerChoice, Policy
 
 CONTINUOUS = ("prune", "sparsity", "rank")
 DISCRETE = ("w_bits", "a_bits", "clusters")

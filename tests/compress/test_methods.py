@@ -14,11 +14,12 @@ from autocompress.compress import KNOB_METHODS, apply_policy, lowrank
 from autocompress.compress.layers import folded, weight_layers
 from autocompress.compress.pack import encode_model, pack_model, unpack_layer
 from autocompress.compress.quantize import ActQuant, calibrate
+from autocompress.cost.check import check_policy
 from autocompress.cost.metrics import compute_costs
 from autocompress.cost.profile import Profile, profile_model
 from autocompress.errors import PolicyError
 from autocompress.models import ZOO
-from autocompress.policy import LayerChoice, Policy, check_policy
+from autocompress.policy import LayerChoice, Policy
 from tests.tiny_models import tiny_resnet
 
 SHAPES = {"lenet300_100": (1, 28, 28), "lenet5": (1, 28, 28), "tiny_resnet": (1, 8, 8)}

@@ -21,10 +21,11 @@ from autocompress.compress import KNOB_METHODS, apply_policy
 from autocompress.compress.layers import folded
 from autocompress.compress.pack import pack_model
 from autocompress.compress.quantize import calibrate
+from autocompress.cost.check import check_policy
 from autocompress.cost.metrics import compute_costs
 from autocompress.cost.profile import Profile, count_macs, profile_model, recurrent_macs
 from autocompress.errors import PolicyError
-from autocompress.policy import LayerChoice, Policy, check_policy
+from autocompress.policy import LayerChoice, Policy
 from tests.architectures import FAMILIES
 
 NAMES = list(FAMILIES)

@@ -132,3 +132,10 @@ def test_batches_cover_every_sample_once() -> None:
     x, y = torch.arange(10).float()[:, None], torch.arange(10)
     seen = torch.cat([yb for _, yb in batches(x, y, 3, torch.Generator().manual_seed(1))])
     assert sorted(seen.tolist()) == list(range(10))
+
+
+def test_the_config_knows_every_built_in_dataset() -> None:
+    from autocompress.config import DATASET_NAMES
+    from autocompress.data import DATASETS
+
+    assert sorted(DATASETS) == list(DATASET_NAMES)

@@ -10,9 +10,10 @@ from hypothesis import strategies as st
 
 from autocompress.compress import KNOB_METHODS
 from autocompress.config import Limit, parse_config
+from autocompress.cost.check import check_policy
 from autocompress.cost.metrics import compute_costs
 from autocompress.errors import ConfigError
-from autocompress.policy import Policy, check_policy
+from autocompress.policy import Policy
 from autocompress.spaces import SearchSpace, build_space, project, resolve_budget
 from autocompress.spaces.budget import uniform_baselines
 from tests.cost.test_cost_model import MODELS, model_and_profile
