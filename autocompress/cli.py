@@ -641,7 +641,9 @@ def cmd_export(cfg: Config, args: argparse.Namespace) -> int:
     report = export(cfg, chosen, args.out, epochs, args.force, console.print, _base_epoch)
     _print_report(report, f"trial {report['trial']} · {cfg.name}")
     console.print(
-        f"wrote {args.out}/model.pt, model.onnx, weights.bin, policy.yaml, report.json",
+        f"wrote {args.out}/model.pt, model.onnx"
+        + (", model.pt2" if report.get("pt2", {}).get("written") else "")
+        + ", weights.bin, policy.yaml, report.json",
         soft_wrap=True,
     )
     return 0

@@ -263,6 +263,7 @@ def write_candidate(
         if target.mean and target.std:
             model = Normalized(model, target.mean, target.std)
         report["onnx"] = write_onnx(model.eval(), folder / "model.onnx", profile.inputs)
+        report["pt2"] = write_pt2(model.eval(), folder / "model.pt2", profile.inputs)
     candidate.policy.save(folder / "policy.yaml")
     write_report(folder, report)
 
@@ -340,6 +341,21 @@ def write_onnx(model: nn.Module, path: Path, example: Inputs) -> dict[str, Any]:
     finally:
         logger.setLevel(level)
     raise AssertionError("unreachable")
+
+
+def write_pt2(model: nn.Module, path: Path, example: Inputs) -> dict[str, Any]:
+    """``torch.export``'s program of ``model`` (``torch.export.load(path).module()`` runs it
+    without any code of the model's), where the model exports; else why not, in the report."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            program = torch.export.export(model, example.args, dict(example.kwargs))
+            buffer = io.BytesIO()
+            torch.export.save(program, buffer)
+    except Exception as exc:  # a model torch.export cannot trace: ONNX and model.pt remain
+        return {"written": False, "why": f"{type(exc).__name__}: {str(exc)[:200]}"}
+    write_atomic(path, buffer.getvalue())
+    return {"written": True, "batch": "as the example inputs"}
 
 
 def _batch_dims(inputs: Inputs) -> Any:

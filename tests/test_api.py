@@ -71,6 +71,11 @@ def test_search_export_and_reload_through_the_api(name: str, tmp_path: Path) -> 
         expected = reloaded(x).numpy()
     got = onnx_logits(tmp_path / "out" / "model.onnx", [x], report["onnx"]["inputs"])
     np.testing.assert_allclose(got, expected, atol=1e-4, rtol=1e-4)
+    if report["pt2"]["written"]:  # torch.export's program: no code of the model needed either
+        program = torch.export.load(tmp_path / "out" / "model.pt2").module()
+        one = FAMILIES[name].inputs(1)
+        with torch.no_grad():
+            np.testing.assert_allclose(program(one).numpy(), reloaded(one).numpy(), atol=1e-4)
     assert found.plot(tmp_path / "front.png").stat().st_size > 0
 
 

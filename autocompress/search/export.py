@@ -21,7 +21,7 @@ from autocompress.policy import Policy
 from autocompress.search.study import TrialRecord
 from autocompress.train.base import BaseModel
 
-OUTPUT_FILES = ("model.pt", "model.onnx", "weights.bin", "policy.yaml")
+OUTPUT_FILES = ("model.pt", "model.onnx", "model.pt2", "weights.bin", "policy.yaml")
 
 
 def _export_into(
@@ -102,7 +102,8 @@ def export_best_of(
         best = max(range(len(reports)), key=lambda i: (reports[i]["val_accuracy"], -i))
         chosen = folder / "candidates" / f"trial-{candidates[best].number}"
         for name in OUTPUT_FILES:
-            shutil.copyfile(chosen / name, folder / name)
+            if (chosen / name).exists():  # model.pt2 only where torch.export traced the model
+                shutil.copyfile(chosen / name, folder / name)
         report = {
             **reports[best],
             "candidates": [
