@@ -101,7 +101,8 @@ def compress(
     >>> small[1].out_features, small[3].in_features
     (16, 16)
     """
-    prof = profile(model, example_inputs)
+    name = policy.model if isinstance(policy, Policy) else policy.get("model")
+    prof = profile(model, example_inputs, name=name)
     policy = _policy(prof, policy)
     compressed = apply_policy(model, policy, prof, CompressConfig(round_to=round_to))
     batches = list(calibration) or [as_inputs(example_inputs)]
