@@ -173,7 +173,8 @@ def search(
     ``space``: the YAML ``space`` section (rules, skip_first, skip_last); ``settings``: any
     other YAML sections (``search``, ``compress``, ``finetune``) as a dict. Trials live in an
     Optuna study (SQLite ``runs_root/name/study.db`` unless ``storage``); calling ``search``
-    again with the same name resumes it. ``callbacks`` get each finished trial's record.
+    again with the same name resumes it up to ``trials`` in all. ``callbacks`` get each
+    finished trial's record (progress comes through them: the search prints nothing).
 
     Example (see ``examples/own_model.py`` for the whole story)::
 

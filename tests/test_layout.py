@@ -109,3 +109,14 @@ def test_the_public_api_is_exported_and_documented() -> None:
     for name in ("profile", "price", "compress", "search", "save", "load", "Search", "Policy"):
         assert name in autocompress.__all__
         assert getattr(autocompress, name).__doc__
+
+
+def test_the_api_docstring_examples_run() -> None:
+    import doctest
+
+    import autocompress.api
+    import autocompress.cost.metrics
+
+    for module in (autocompress.api, autocompress.cost.metrics):
+        result = doctest.testmod(module, optionflags=doctest.NORMALIZE_WHITESPACE)
+        assert result.attempted and not result.failed, module.__name__
