@@ -93,7 +93,7 @@ class Trainer:
     """A minimal Hugging Face–style trainer: AdamW, linear warm-up then cosine, clipping,
     optional distillation from a teacher. ``train(model, max_steps, teacher)``."""
 
-    def __init__(self, train_rows: list, lr: float = 1e-3, batch: int = 32, kd: float = 0.5):
+    def __init__(self, train_rows: list, lr: float = 3e-3, batch: int = 32, kd: float = 0.5):
         self.loader = DataLoader(
             train_rows,
             batch,
