@@ -79,7 +79,15 @@ def test_search_export_and_reload_through_the_api(name: str, tmp_path: Path) -> 
     assert found.plot(tmp_path / "front.png").stat().st_size > 0
 
 
-@pytest.mark.parametrize("name", list(FAMILIES))
+# three families in the default suite (a residual CNN, a concatenating one, a token model); all
+# nine under `make test-slow`, which CI runs too
+CLI_DEFAULT = ("resnet", "densenet", "text_transformer")
+
+
+@pytest.mark.parametrize(
+    "name",
+    [n if n in CLI_DEFAULT else pytest.param(n, marks=pytest.mark.slow) for n in FAMILIES],
+)
 def test_factory_models_search_apply_and_export_through_the_cli(name: str, tmp_path: Path) -> None:
     factory = f"tests.architectures:{name}"
     data = "tests.architectures:" + ("token_data" if name in TOKENS else "image_data")
