@@ -17,6 +17,7 @@ Everything the command line does goes through these functions; a notebook needs 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict
@@ -303,24 +304,33 @@ class Search:
         out: str | Path,
         *,
         steps: int | None = None,
+        finetune: Finetune | None = None,
         onnx: bool = True,
         force: bool = False,
         log: Callable[[str], None] | None = None,
     ) -> dict[str, Any]:
         """Rebuild the trial, fine-tune it for ``steps`` (default: twice the search's), test
-        it and write ``out``: ``model.pt`` (``load(path, model=...)``), ``model.onnx`` (needs
-        no code of yours), ``weights.bin``, ``policy.yaml`` and ``report.json``, as one set.
-        Returns the report."""
+        it and write ``out``: ``model.pt`` (``load(path, model=...)``), ``model.onnx`` and,
+        where ``torch.export`` traces the model, ``model.pt2`` (both need no code of yours),
+        ``weights.bin``, ``policy.yaml`` and ``report.json``, as one set. ``finetune``: a
+        training loop for this export only, ``finetune(model, steps, teacher)`` (default: the
+        search's). ``out`` is refused before any work if it is a file or a foreign non-empty
+        folder (unless ``force``). Returns the report."""
         ctx = self._ctx
         record = trial if isinstance(trial, TrialRecord) else self.trial(trial)
         out = Path(out)
         check_output_dir(out, force)
         length = Length(steps=steps if steps is not None else 2 * (ctx.cfg.finetune.steps or 0))
+        recipe = ctx.recipe
+        if finetune is not None:
+            if not isinstance(recipe, UserRecipe):
+                raise AutocompressError("finetune= is for searches made by autocompress.search")
+            recipe = dataclasses.replace(recipe, finetune_fn=finetune)
         report = compress_and_export(
             ctx.base,
             ctx.profile,
             self.policy(record),
-            ctx.recipe,
+            recipe,
             length,
             out,
             Target(_spec(ctx.base)),

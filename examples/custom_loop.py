@@ -190,7 +190,14 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
         settings={"space": {"skip_first": False}},
     )
     best = found.best()
-    report = found.export(best, work / "export", steps=10 if args.quick else 600, onnx=False)
+    # the export may take a loop of its own (finetune=); here the search's Trainer again
+    report = found.export(
+        best,
+        work / "export",
+        steps=10 if args.quick else 600,
+        finetune=lambda m, steps, teacher: trainer.train(m, steps, teacher),
+        onnx=False,
+    )
     tuned = autocompress.load(work / "export" / "model.pt", model=Logits(TokenClassifier()))
     test = evaluate(tuned, test_rows)
     print(
