@@ -33,6 +33,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         with sigterm_as_interrupt():
+            if getattr(args, "standalone", False):  # takes a model, not a config
+                result: int = args.func(None, args)
+                return result
             if hasattr(args, "run_dir"):
                 overrides = [*_flag_overrides(args), *args.set]
                 cfg = load_run_config(args.run_dir, overrides, args.study)
@@ -40,8 +43,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 cfg = load_config(args.config, [*_flag_overrides(args), *args.set])
             if cfg.train.threads:
                 torch.set_num_threads(cfg.train.threads)
-            result: int = args.func(cfg, args)
-            return result
+            status: int = args.func(cfg, args)
+            return status
     except Terminated:
         print("terminated (SIGTERM)", file=sys.stderr)
         return 143
@@ -139,6 +142,23 @@ def _parser() -> argparse.ArgumentParser:
             "--set", action="append", default=[], metavar="KEY=VALUE", help=argparse.SUPPRESS
         )
         return p
+
+    p = sub.add_parser(
+        "latency",
+        help="measure an exported model as it will run (ONNX Runtime or PyTorch)",
+        description="measure an exported model as it will run (ONNX Runtime or PyTorch)",
+    )
+    p.add_argument("model", type=Path, help="an export folder, its model.onnx or its model.pt")
+    p.add_argument("--runtime", choices=["onnxruntime", "torch"], default="onnxruntime")
+    p.add_argument("--threads", type=int, default=1, help="intra-op threads (default 1)")
+    p.add_argument("--batch", type=int, default=64, help="batch size (default 64)")
+    p.add_argument("--compare", type=Path, help="a second model, measured the same way")
+    p.add_argument(
+        "--allow-factory", action="append", default=[], metavar="MODULE:FN",
+        help="with --runtime torch: a model factory model.pt may import",
+    )  # fmt: skip
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=cmd_latency, standalone=True)
 
     p = on_run("pareto", "print a search's Pareto front and write pareto.png and pareto.html")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
@@ -271,7 +291,10 @@ def cmd_apply(cfg: Config, args: argparse.Namespace) -> int:
     )
     _print_report(report, f"{args.policy} · {cfg.name}")
     console.print(
-        f"wrote {args.out}/model.pt, weights.bin, policy.yaml, report.json", soft_wrap=True
+        f"wrote {args.out}/model.pt, model.onnx"
+        + (", model.pt2" if report.get("pt2", {}).get("written") else "")
+        + ", weights.bin, policy.yaml, report.json",
+        soft_wrap=True,
     )
     return 0
 
@@ -646,4 +669,30 @@ def cmd_export(cfg: Config, args: argparse.Namespace) -> int:
         + ", weights.bin, policy.yaml, report.json",
         soft_wrap=True,
     )
+    return 0
+
+
+def cmd_latency(_: None, args: argparse.Namespace) -> int:
+    from autocompress.commands import latency
+
+    measure = {
+        "runtime": args.runtime,
+        "threads": args.threads,
+        "batch": args.batch,
+        "allow_factories": args.allow_factory,
+    }
+    results = [latency(args.model, **measure)]
+    if args.compare is not None:
+        results.append(latency(args.compare, **measure))
+    if args.json:
+        print(json.dumps(results if args.compare else results[0], indent=2))
+        return 0
+    for r in results:
+        console.print(
+            f"{r['file']}: {r['ms']:.3f} ms per batch of {r['batch']} "
+            f"({r['ms_per_sample']:.4f} ms per sample), {r['runtime']}, {r['threads']} thread(s)",
+            soft_wrap=True,
+        )
+    if len(results) == 2:
+        console.print(f"ratio: {results[0]['ms'] / results[1]['ms']:.3f}")
     return 0

@@ -158,6 +158,7 @@ def apply(
         cfg.finetune_seed,
         cfg.compress,
         run.base.metrics["test_accuracy"],
+        onnx=True,
         log=log,
         force=force,
     )
@@ -389,3 +390,85 @@ def export(
     return export_trial(
         cfg, run.splits, run.base, run.profile, chosen[0], out, epochs, log=log, force=force
     )
+
+
+# ------------------------------------------------------------------------------------- latency
+def latency(
+    path: Path,
+    runtime: str = "onnxruntime",
+    threads: int = 1,
+    batch: int = 64,
+    allow_factories: Sequence[str] = (),
+    repeats: int = 30,
+) -> dict[str, Any]:
+    """Median milliseconds of a model as it will run: ``model.onnx`` in ONNX Runtime (its
+    integer kernels where the file is integer), or ``model.pt`` in PyTorch (the float execution
+    of the compressed structure). ``path``: an export folder, or the file itself. The batch
+    is ``batch`` copies of the example inputs the checkpoint recorded (random images of the
+    model's input shape for a bare ONNX file)."""
+    import torch
+
+    from autocompress.checkpoint import read_checkpoint, stored_inputs
+    from autocompress.compress.layers import folded
+    from autocompress.cost.latency import measure_latency
+    from autocompress.deploy import onnx_latency
+    from autocompress.errors import AutocompressError
+
+    if runtime not in ("onnxruntime", "torch"):
+        raise ConfigError("--runtime", runtime, "onnxruntime or torch")
+    if not 1 <= batch <= 65536 or not 1 <= threads <= 1024:
+        raise ConfigError("--batch/--threads", (batch, threads), "integers ≥ 1")
+    if not path.exists():
+        raise AutocompressError(f"{path} does not exist: give an export folder or its model file")
+    folder = path if path.is_dir() else path.parent
+    checkpoint = folder / "model.pt"
+    onnx_file = path if path.suffix == ".onnx" else folder / "model.onnx"
+    example = stored_inputs(read_checkpoint(checkpoint)) if checkpoint.is_file() else None
+    result: dict[str, Any] = {"runtime": runtime, "threads": threads, "batch": batch}
+    if runtime == "onnxruntime":
+        if not onnx_file.is_file():
+            raise AutocompressError(f"no model.onnx at {path}: export the model first")
+        feeds = _onnx_feeds(onnx_file, example, batch)
+        result["file"] = str(onnx_file)
+        result["ms"] = onnx_latency(onnx_file, feeds, threads, repeats)
+    else:
+        if not checkpoint.is_file():
+            raise AutocompressError(f"no model.pt at {path}")
+        from autocompress import load
+
+        model = load(checkpoint, allow_factories=allow_factories)
+        assert example is not None
+        previous = torch.get_num_threads()
+        result["file"] = str(checkpoint)
+        result["ms"] = measure_latency(
+            folded(model, float_inputs=True), example, batch, repeats, 5, threads
+        )
+        torch.set_num_threads(previous)
+    result["ms_per_sample"] = result["ms"] / batch
+    return result
+
+
+def _onnx_feeds(path: Path, example: Any, batch: int) -> dict[str, Any]:
+    """ONNX Runtime feeds: the recorded example inputs repeated ``batch`` times, else random
+    tensors of the file's input shapes (dynamic dimensions set to ``batch``)."""
+    import numpy as np
+    import onnx
+
+    graph = onnx.load(str(path), load_external_data=False).graph
+    names = [i.name for i in graph.input]
+    if example is not None:
+        tensors = example.repeated(batch).tensors()
+        if example.sample_shape:  # images: the file normalises raw [0, 1] images itself
+            tensors = [np.random.default_rng(0).random(tuple(tensors[0].shape), np.float32)]
+        else:
+            tensors = [t.numpy() for t in tensors]
+        return dict(zip(names, tensors, strict=False))
+    feeds = {}
+    for value in graph.input:
+        t = value.type.tensor_type
+        shape = [d.dim_value if d.dim_value else batch for d in t.shape.dim]
+        if t.elem_type == onnx.TensorProto.FLOAT:
+            feeds[value.name] = np.random.default_rng(0).random(shape, np.float32)
+        else:
+            feeds[value.name] = np.zeros(shape, dtype=np.int64)
+    return feeds

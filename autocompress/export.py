@@ -39,6 +39,7 @@ from autocompress.config import CompressConfig
 from autocompress.cost.latency import measure_latency
 from autocompress.cost.metrics import compute_costs
 from autocompress.cost.profile import Profile
+from autocompress.deploy import has_integer_layers, integer_onnx, quant_specs
 from autocompress.errors import AutocompressError
 from autocompress.files import check_output_dir, staged_output, write_atomic
 from autocompress.inputs import Inputs
@@ -259,13 +260,42 @@ def write_candidate(
         example=profile.inputs,
     )
     if onnx:
-        model = folded(candidate.model)
-        if target.mean and target.std:
-            model = Normalized(model, target.mean, target.std)
-        report["onnx"] = write_onnx(model.eval(), folder / "model.onnx", profile.inputs)
-        report["pt2"] = write_pt2(model.eval(), folder / "model.pt2", profile.inputs)
+        model = _deployed(folded(candidate.model), target)
+        report["pt2"] = write_pt2(model, folder / "model.pt2", profile.inputs)
+        report["onnx"] = write_deployed_onnx(
+            candidate.model, candidate.policy, folder / "model.onnx", profile.inputs, target
+        )
+        report["onnx_bytes"] = report["onnx"]["bytes"]
     candidate.policy.save(folder / "policy.yaml")
     write_report(folder, report)
+
+
+def write_deployed_onnx(
+    model: nn.Module, policy: Policy, path: Path, example: Inputs, target: Target | None = None
+) -> dict[str, Any]:
+    """``model.onnx`` of a compressed model: integer (QDQ) wherever the policy sets 8 bits or
+    fewer (:mod:`autocompress.deploy`), float elsewhere; the normalisation of ``target`` in
+    front. Returns what was written: inputs, per-layer stored forms, the file's bytes."""
+    target = target or Target({})
+    if not has_integer_layers(policy):
+        report = write_onnx(_deployed(folded(model), target), path, example)
+        return {**report, "layers": {}, "bytes": path.stat().st_size}
+    plain = _deployed(folded(model, drop_8bit_inputs=True), target)
+    prefix = "model." if target.mean and target.std else ""
+    staged = path.with_name(f".{path.name}.float")
+    try:
+        report = write_onnx(plain, staged, example)
+        report.update(integer_onnx(staged, path, quant_specs(model, policy, prefix)))
+    finally:
+        staged.unlink(missing_ok=True)
+    return report
+
+
+def _deployed(model: nn.Module, target: Target) -> nn.Module:
+    """``model`` as deployed: the data's normalisation in front of it, in eval mode."""
+    if target.mean and target.std:
+        model = Normalized(model, target.mean, target.std)
+    return model.eval()
 
 
 def write_report(folder: Path, report: dict[str, Any]) -> None:

@@ -47,17 +47,22 @@ def _chain(layer: WeightLayer) -> parametrize.ParametrizationList:
     return cast(parametrize.ParametrizationList, chains["weight"])
 
 
-def folded(model: nn.Module, float_inputs: bool = False) -> nn.Module:
+def folded(
+    model: nn.Module, float_inputs: bool = False, drop_8bit_inputs: bool = False
+) -> nn.Module:
     """A copy whose weights are plain tensors: every weight transform evaluated and removed.
 
     Its parameter count is the compressed model's: shared centroids and pre-transform weights
     are gone. Activation quantizers stay unless ``float_inputs``, which gives the float
-    execution of the compressed structure (what CPU latency is measured on).
+    execution of the compressed structure (what CPU latency is measured on); with
+    ``drop_8bit_inputs`` only the 8-bit ones go (the integer ONNX export quantizes those with
+    a QuantizeLinear of the same grid instead).
     """
     model = copy.deepcopy(model)
-    if float_inputs:
+    if float_inputs or drop_8bit_inputs:
         for module in model.modules():
-            if "input_quant" in module._modules:
+            quantizer = module._modules.get("input_quant")
+            if quantizer is not None and (float_inputs or getattr(quantizer, "bits", 0) == 8):
                 del module._modules["input_quant"]
                 for key, hook in list(module._forward_pre_hooks.items()):
                     if getattr(hook, "__name__", "") == "_quantize_input":

@@ -1,0 +1,122 @@
+"""Integer ONNX: the bits a policy promises are in the deployed file, and it computes what the
+simulated model computed (`autocompress apply` on digits, then ONNX Runtime)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import torch
+import yaml
+
+import autocompress
+from autocompress.cli import main
+from autocompress.data import digits
+
+FACTORY = "tests.tiny_models:tiny_resnet"
+W8A8 = {n: {"w_bits": 8, "a_bits": 8} for n in ("stem", "conv_a", "conv_b", "dw", "pw", "head")}
+MIXED = {  # 2-, 4- and 8-bit weights, 4- and 8-bit inputs, with pruning, sparsity and low rank
+    "stem": {"w_bits": 8, "a_bits": 8},
+    "conv_a": {"w_bits": 4, "a_bits": 8, "prune": 0.25},
+    "conv_b": {"w_bits": 4, "a_bits": 4},
+    "dw": {"w_bits": 8, "a_bits": 8},
+    "pw": {"w_bits": 2, "a_bits": 8, "sparsity": 0.5},
+    "head": {"w_bits": 4, "a_bits": 8, "rank": 0.3},
+}
+
+
+def run(path, x: np.ndarray, optimise: bool) -> np.ndarray:
+    options = ort.SessionOptions()
+    if not optimise:  # every op as written: the QDQ arithmetic itself, no fused kernels
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    return np.asarray(session.run(None, {"images": x})[0])
+
+
+@pytest.fixture(scope="module")
+def exports(tmp_path_factory) -> dict[str, tuple]:
+    """The digits base model compressed by both policies with `apply` (fine-tuned 30 steps)."""
+    from tests.conftest import DIGITS_CONFIG
+
+    tmp = tmp_path_factory.mktemp("deploy")
+    config = {**DIGITS_CONFIG, "runs_root": str(tmp / "runs"), "finetune": {"steps": 30}}
+    (tmp / "config.yaml").write_text(yaml.safe_dump(config))
+    out = {}
+    for name, layers in (("w8a8", W8A8), ("mixed", MIXED)):
+        policy = tmp / f"{name}.yaml"
+        policy.write_text(yaml.safe_dump({"model": "tiny_resnet", "layers": layers}))
+        folder = tmp / name
+        argv = ["apply", str(tmp / "config.yaml"), "--policy", str(policy), "--out", str(folder)]
+        assert main(argv) == 0
+        report = json.loads((folder / "report.json").read_text())
+        model = autocompress.load(folder / "model.pt", allow_factories=[FACTORY])
+        out[name] = (folder, report, model)
+    return out
+
+
+@pytest.mark.parametrize("name", ["w8a8", "mixed"])
+def test_the_integer_file_computes_what_the_simulated_model_did(exports, name) -> None:
+    folder, report, model = exports[name]
+    x, y = digits.load("")[2:]
+    with torch.no_grad():
+        simulated = model(x).numpy()
+    exact = run(folder / "model.onnx", x.numpy(), optimise=False)
+    # the same arithmetic op for op, up to float rounding where the exporter folded a BatchNorm
+    # into its convolution: a value on a rounding boundary may take the next level (measured:
+    # 0 to 1 of the 360 digits)
+    same = np.isclose(exact, simulated, atol=1e-4).all(axis=1)
+    assert same.mean() >= 0.99
+    accuracy = float((exact.argmax(1) == y.numpy()).mean())
+    assert abs(accuracy - report["accuracy"]) <= 1 / len(y) + 1e-9
+    # ONNX Runtime's fused integer kernels quantize biases and requantize in their own order:
+    # rare flips at rounding boundaries too (measured: 0 to 1 of 360 digits)
+    fused = run(folder / "model.onnx", x.numpy(), optimise=True)
+    assert (fused.argmax(1) == simulated.argmax(1)).mean() >= 0.99
+
+
+def test_integer_weights_and_inputs_are_in_the_file(exports) -> None:
+    folder, report, _ = exports["mixed"]
+    graph = onnx.load(str(folder / "model.onnx")).graph
+    int8 = {i.name for i in graph.initializer if i.data_type == onnx.TensorProto.INT8}
+    assert {
+        "model.stem.weight_int8",
+        "model.pw.weight_int8",
+        "model.head.first.weight_int8",
+    } <= int8
+    quantized_inputs = [n for n in graph.node if n.op_type == "QuantizeLinear"]
+    assert len(quantized_inputs) == 7  # one per weight layer (the low-rank head has two)
+    layers = report["onnx"]["layers"]
+    assert layers["model.pw"]["weights"].startswith("int8, 2-bit codes")
+    assert layers["model.conv_b"]["inputs"].startswith("uint8, 4-bit levels")
+    assert report["onnx_bytes"] == (folder / "model.onnx").stat().st_size
+
+
+def test_the_integer_file_stores_about_a_quarter_of_the_float_weights(exports, tmp_path) -> None:
+    _, report, model = exports["w8a8"]
+    from autocompress.compress.layers import folded
+    from autocompress.export import write_onnx
+    from autocompress.inputs import Inputs
+
+    float_file = tmp_path / "float.onnx"
+    write_onnx(folded(model, float_inputs=True).eval(), float_file, Inputs.images((1, 8, 8)))
+
+    def stored(path) -> int:  # initializer bytes: the exporter's metadata is the same in both
+        return sum(len(i.raw_data) for i in onnx.load(str(path)).graph.initializer)
+
+    integer_file = exports["w8a8"][0] / "model.onnx"
+    assert stored(integer_file) < 0.35 * stored(float_file)
+    assert report["onnx_bytes"] < float_file.stat().st_size
+
+
+def test_the_latency_command_measures_both_runtimes(exports, capsys) -> None:
+    folder = exports["w8a8"][0]
+    assert main(["latency", str(folder), "--batch", "8", "--json"]) == 0
+    measured = json.loads(capsys.readouterr().out)
+    assert measured["runtime"] == "onnxruntime" and measured["ms"] > 0
+    argv = ["latency", str(folder / "model.pt"), "--runtime", "torch", "--batch", "8"]
+    assert main([*argv, "--allow-factory", FACTORY, "--compare", str(folder)]) == 0
+    assert "ratio:" in capsys.readouterr().out
+    assert main(["latency", str(folder / "missing")]) == 2
