@@ -250,6 +250,9 @@ class SearchConfig:
     rl_warmup: int = _check(_between(0, 10**7), "an integer in [0, 1e7]", 10)
     latency_batch: int = _check(_between(1, 65536), "an integer in [1, 65536]", 64)
     latency_threads: int = _check(_between(1, MAX_THREADS), f"an integer in [1, {MAX_THREADS}]", 1)
+    # torch: the float execution of the compressed structure in PyTorch (pruning and low rank
+    # show); onnxruntime: the deployed model.onnx, integer where bits <= 8, in ONNX Runtime
+    latency_runtime: Literal["torch", "onnxruntime"] = "torch"
     # seconds between a worker's heartbeats on a database storage; a RUNNING trial silent for
     # twice as long belongs to a dead worker and is retried (0: no heartbeats)
     heartbeat: int = _check(

@@ -100,16 +100,27 @@ LATENCY_REPEATS, LATENCY_WARMUP = 30, 5
 
 def latency_setup(cfg: Config) -> dict[str, Any]:
     """How trial latency is measured, as stored in the study and printed by the search."""
+    execution = (
+        "ONNX Runtime, the deployed model.onnx (integer where the policy sets 8 bits or fewer)"
+        if cfg.search.latency_runtime == "onnxruntime"
+        else "CPU, float weights with every transform folded in"
+    )
     return {
         "batch": cfg.search.latency_batch,
         "threads": cfg.search.latency_threads,
         "statistic": f"median of {LATENCY_REPEATS} runs after {LATENCY_WARMUP} warm-up runs",
-        "execution": "CPU, float weights with every transform folded in",
+        "execution": execution,
+        "runtime": cfg.search.latency_runtime,
     }
 
 
-def model_latency(cfg: Config, example: Inputs, model: torch.nn.Module) -> float:
-    """Median CPU milliseconds of the float execution at the configured batch and threads."""
+def model_latency(
+    cfg: Config, example: Inputs, model: torch.nn.Module, policy: Policy | None = None
+) -> float:
+    """Median milliseconds at the configured batch and threads, in the configured runtime:
+    PyTorch's float execution, or ONNX Runtime on the model's deployed (integer) ONNX."""
+    if cfg.search.latency_runtime == "onnxruntime":
+        return _onnx_latency(cfg, example, model, policy or Policy(""))
     return measure_latency(
         folded(model, float_inputs=True),
         example,
@@ -118,6 +129,26 @@ def model_latency(cfg: Config, example: Inputs, model: torch.nn.Module) -> float
         warmup=LATENCY_WARMUP,
         threads=cfg.search.latency_threads,
     )
+
+
+def _onnx_latency(cfg: Config, example: Inputs, model: torch.nn.Module, policy: Policy) -> float:
+    import tempfile
+    from pathlib import Path
+
+    from autocompress.deploy import onnx_latency
+    from autocompress.export import write_deployed_onnx
+
+    with tempfile.TemporaryDirectory(prefix="autocompress-latency-") as tmp:
+        path = Path(tmp) / "model.onnx"
+        report = write_deployed_onnx(model, policy, path, example)
+        batch = example.repeated(cfg.search.latency_batch)
+        feeds = {
+            name: tensor.numpy()
+            for name, tensor in zip(report["inputs"], batch.tensors(), strict=False)
+        }
+        return onnx_latency(
+            path, feeds, cfg.search.latency_threads, LATENCY_REPEATS, LATENCY_WARMUP
+        )
 
 
 def evaluate_params(
@@ -158,7 +189,7 @@ def _evaluate(
     model = build(ctx.base, ctx.profile, policy, ctx.recipe, cfg.compress)
     lap("apply")
     if ctx.needs_latency:
-        costs["latency_ms"] = model_latency(cfg, ctx.profile.inputs, model)
+        costs["latency_ms"] = model_latency(cfg, ctx.profile.inputs, model, policy)
         lap("latency")
         if not ctx.budget.holds(costs):
             return _infeasible(ctx, policy, costs, projected, timings)

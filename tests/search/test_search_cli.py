@@ -156,6 +156,25 @@ def test_latency_budget_is_measured_per_trial(write_config, tmp_path) -> None:
         assert "latency" in t.user_attrs["timings"]
 
 
+def test_latency_in_onnx_runtime_credits_bits(write_config, tmp_path) -> None:
+    """With search.latency_runtime onnxruntime each candidate's deployed, integer ONNX is timed:
+    a policy at 8 bits is measured as the integer file it exports to."""
+    rule = {"prune": [0.0, 0.5], "w_bits": [8, 32], "a_bits": [8, 32]}
+    space = {"skip_first": False, "rules": [rule]}
+    search = {"trials": 3, "uniform": 1, "latency_runtime": "onnxruntime", "latency_batch": 16}
+    config = write_config(
+        {**SEARCH, "space": space, "search": search, "budget": {"latency_ms": "100%"}}
+    )
+    run_dir = tmp_path / "runs" / "digits-test"
+    assert main(["search", str(config)]) == 0
+    study = study_of(run_dir)
+    assert study.user_attrs["latency"]["runtime"] == "onnxruntime"
+    assert "ONNX Runtime" in study.user_attrs["latency"]["execution"]
+    assert study.user_attrs["base_costs"]["latency_ms"] > 0
+    for t in study.get_trials():
+        assert t.user_attrs["costs"]["latency_ms"] > 0
+
+
 @pytest.mark.parametrize(
     ("argv_tail", "changes", "message"),
     [
