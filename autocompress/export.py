@@ -364,6 +364,7 @@ def write_onnx(model: nn.Module, path: Path, example: Inputs) -> dict[str, Any]:
                         dynamo=True,
                         external_data=False,
                     )
+                _strip_debug_info(path)
                 return {"inputs": names + list(args.kwargs), "dynamic_batch": dynamic}
             except Exception:
                 if not dynamic:
@@ -371,6 +372,18 @@ def write_onnx(model: nn.Module, path: Path, example: Inputs) -> dict[str, Any]:
     finally:
         logger.setLevel(level)
     raise AssertionError("unreachable")
+
+
+def _strip_debug_info(path: Path) -> None:
+    """Drop the exporter's per-node debug records (stack traces with this machine's file
+    paths): they are not part of the model, and they were a fifth of a small model's file."""
+    import onnx
+
+    proto = onnx.load(str(path))
+    for node in proto.graph.node:
+        del node.metadata_props[:]
+        node.doc_string = ""
+    write_atomic(path, proto.SerializeToString())
 
 
 def write_pt2(model: nn.Module, path: Path, example: Inputs) -> dict[str, Any]:
