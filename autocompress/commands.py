@@ -26,7 +26,7 @@ from autocompress.config import MAX_EPOCHS, Config
 from autocompress.errors import ConfigError
 from autocompress.files import check_output_dir
 from autocompress.policy import Policy
-from autocompress.runs import Prepared, export_length, prepare, splits_recipe, target
+from autocompress.runs import Prepared, finetune_length, prepare, splits_recipe, target
 from autocompress.search.study import TrialRecord
 
 Log = Callable[[str], None]
@@ -152,7 +152,7 @@ def apply(
         run.profile,
         policy,
         splits_recipe(cfg, run.splits),
-        export_length(cfg, epochs),
+        finetune_length(cfg, epochs),
         out,
         target(cfg, run.base),
         cfg.finetune_seed,

@@ -20,7 +20,7 @@ import json
 import logging
 import time
 import warnings
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from contextlib import redirect_stdout
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -30,7 +30,7 @@ import torch
 from torch import nn
 from torch.utils._pytree import tree_map
 
-from autocompress.checkpoint import save_checkpoint, state_dict_sha256, stored_inputs
+from autocompress.checkpoint import save_checkpoint, state_dict_sha256
 from autocompress.compress import apply_late_methods, apply_policy
 from autocompress.compress.layers import folded
 from autocompress.compress.pack import encode_model, huffman_size, nonzero_params, pack_model
@@ -46,7 +46,7 @@ from autocompress.inputs import Inputs
 from autocompress.models.normalize import Normalized
 from autocompress.policy import LayerChoice, Policy
 from autocompress.recipe import Length, Recipe, Tuned
-from autocompress.train.finetune import Callback
+from autocompress.train.finetune import Callback, log_progress
 
 LATENCY_BATCHES = (1, 64)
 ONNX_OPSET = 18
@@ -143,19 +143,11 @@ def tune(
     half = length.half()
     model = apply_policy(base, first, profile, settings)
     say(f"stage 1 ({', '.join(_knobs(first))}): fine-tuning {half.describe()}")
-    recipe.finetune(model, base, half, seed, _progress(say))
+    recipe.finetune(model, base, half, seed, log_progress(say))
     model = apply_late_methods(model, policy, profile, settings)
     calibrate(model, recipe.calibration())
     say(f"stage 2 ({', '.join(_knobs(second))}): fine-tuning {half.describe()}")
     return model, recipe.finetune(model, base, half, seed + 1, report), 2
-
-
-def _progress(log: Callable[[str], None]) -> Callback:
-    def callback(step: int, steps: int, val: float) -> bool:
-        log(f"  step {step}/{steps}  val {val:.2%}")
-        return True
-
-    return callback
 
 
 @dataclass
@@ -189,7 +181,7 @@ def build_candidate(
     if before is not None:
         log(f"test accuracy before fine-tuning: {before:.2%}")
     model, tuned, stages = tune(
-        model, base, profile, policy, recipe, length, seed, settings, _progress(log), log
+        model, base, profile, policy, recipe, length, seed, settings, log_progress(log), log
     )
     accuracy = recipe.test(model)
     names = list(profile.layers)
@@ -415,21 +407,3 @@ def _batch_dims(inputs: Inputs) -> Any:
             **{k: tree_map(dims, v) for k, v in inputs.kwargs.items()},
         }
     )
-
-
-def export_onnx(
-    checkpoint: Path,
-    path: Path,
-    allow_factories: Iterable[str] = (),
-    model: nn.Module | None = None,
-) -> dict[str, Any]:
-    """``model.onnx`` from a saved checkpoint (see :func:`write_onnx`); ``model`` and
-    ``allow_factories`` as for :func:`autocompress.load`."""
-    from autocompress.checkpoint import load_checkpoint
-
-    loaded, payload = load_checkpoint(checkpoint, model, allow_factories)
-    meta = payload.get("meta", {})
-    plain = folded(loaded)
-    if meta.get("mean") and meta.get("std"):
-        plain = Normalized(plain, meta["mean"], meta["std"])
-    return write_onnx(plain.eval(), path, stored_inputs(payload))

@@ -131,8 +131,9 @@ def target(cfg: Config, base: BaseModel) -> Target:
     )
 
 
-def export_length(cfg: Config, epochs: float | None) -> Length:
-    """The export's fine-tune: ``epochs`` if given, else ``finetune.steps`` or ``.epochs``."""
+def finetune_length(cfg: Config, epochs: float | None = None) -> Length:
+    """A candidate's fine-tune: ``epochs`` if given (an export's), else ``finetune.steps`` or
+    ``finetune.epochs`` (a trial's)."""
     from autocompress.recipe import Length
 
     if epochs is not None:

@@ -34,7 +34,7 @@ def _export_into(
     finetune_epochs: float | None,
     log: Callable[[str], None],
 ) -> dict[str, Any]:
-    from autocompress.runs import export_length, splits_recipe, target
+    from autocompress.runs import finetune_length, splits_recipe, target
 
     policy = Policy.from_dict(record.policy)
     candidate = build_candidate(
@@ -42,7 +42,7 @@ def _export_into(
         profile,
         policy,
         splits_recipe(cfg, splits),
-        export_length(cfg, finetune_epochs),
+        finetune_length(cfg, finetune_epochs),
         cfg.finetune_seed,
         cfg.compress,
         base.metrics["test_accuracy"],

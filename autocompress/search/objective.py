@@ -25,7 +25,8 @@ from autocompress.cost.profile import Profile
 from autocompress.export import build, tune
 from autocompress.inputs import Inputs
 from autocompress.policy import Policy
-from autocompress.recipe import Length, Recipe
+from autocompress.recipe import Recipe
+from autocompress.runs import finetune_length
 from autocompress.spaces import Budget, SearchSpace, check_reachable, project, resolve_budget
 
 Report = Callable[[int, float], bool]  # (step, validation accuracy) -> continue?
@@ -86,13 +87,6 @@ def check_budget_reachable(cfg: Config, space: SearchSpace) -> None:
     costs = dict(base.as_dict())
     analytic = {m: lim for m, lim in cfg.budget.items() if m in costs}
     check_reachable(space, resolve_budget(analytic, costs), costs)
-
-
-def trial_length(cfg: Config) -> Length:
-    """The fine-tune of one trial: ``finetune.steps``, else ``finetune.epochs``."""
-    if cfg.finetune.steps is not None:
-        return Length(steps=cfg.finetune.steps)
-    return Length(epochs=cfg.finetune.epochs)
 
 
 LATENCY_REPEATS, LATENCY_WARMUP = 30, 5
@@ -200,7 +194,7 @@ def _evaluate(
         ctx.profile,
         policy,
         ctx.recipe,
-        trial_length(cfg),
+        finetune_length(cfg),
         cfg.finetune_seed,
         cfg.compress,
         callback,
