@@ -9,11 +9,13 @@ form ONNX Runtime fuses into integer kernels (QLinearConv, QGemm, MatMulInteger)
   the values are exactly the simulated ones; the file holds them at 8 bits (which the report
   says per layer). A BatchNorm the exporter folded into a convolution scales each output
   channel, which per-channel symmetric codes absorb exactly.
-- every layer input with ``a_bits`` ≤ 8 gets ``QuantizeLinear`` → ``DequantizeLinear`` (uint8)
-  with the scale and zero point of the range calibrated and tracked by the fine-tune — the
-  simulation's own arithmetic (``round(x / s) + z``, clamped, half to even). An 8-bit input is
-  quantized by that pair alone; a narrower one keeps the simulation's clamp to its own levels
-  before it, so the integer model computes what the simulated one did.
+- every activation quantizer of the simulation (each layer input with ``a_bits`` ≤ 8, and the
+  operands of residual adds between integer layers, :mod:`autocompress.compress.residual`) is
+  exported as ``QuantizeLinear`` → ``DequantizeLinear`` (uint8) with the scale and zero point
+  of the range calibrated and tracked by the fine-tune — the simulation's own arithmetic
+  (``round(x / s) + z``, clamped, half to even). An 8-bit input is quantized by that pair
+  alone; a narrower one keeps the simulation's clamp to its own levels before it, so the
+  integer model computes what the simulated one did.
 - weight sharing is stored as its dequantized values (a codebook op is not in ONNX), float16
   weights as float: the report gives each layer's stored form and the file's real size.
 """
@@ -26,7 +28,6 @@ from typing import Any
 
 import numpy as np
 import onnx
-import torch
 from onnx import helper, numpy_helper
 from torch import nn
 
@@ -118,31 +119,6 @@ def integer_onnx(float_path: Path, path: Path, specs: list[QuantSpec]) -> dict[s
         elif spec.clusters is not None:
             form["weights"] = f"float: the {spec.clusters} shared values, dequantized"
         if spec.act_range is not None and spec.a_bits <= 8:
-            source = node.input[0]
-            lo, hi = spec.act_range
-            s, z = _act_grid(lo, hi, spec.a_bits)
-            tag = f"{spec.module}.input"
-            graph.initializer.extend(
-                [
-                    numpy_helper.from_array(np.array(s, dtype=np.float32), f"{tag}_scale"),
-                    numpy_helper.from_array(np.array(z, dtype=np.uint8), f"{tag}_zero"),
-                ]
-            )
-            added += [
-                helper.make_node(
-                    "QuantizeLinear",
-                    [source, f"{tag}_scale", f"{tag}_zero"],
-                    [f"{tag}_uint8"],
-                    name=f"{tag}_quantize",
-                ),
-                helper.make_node(
-                    "DequantizeLinear",
-                    [f"{tag}_uint8", f"{tag}_scale", f"{tag}_zero"],
-                    [f"{tag}_dequantized"],
-                    name=f"{tag}_dequantize",
-                ),
-            ]
-            node.input[0] = f"{tag}_dequantized"
             form["inputs"] = f"uint8, {spec.a_bits}-bit levels, calibrated range"
         before.setdefault(id(node), []).extend(added)
         layers[spec.module] = form
@@ -175,15 +151,6 @@ def _weight_codes(weight: np.ndarray, bits: int, axis: int) -> tuple[np.ndarray,
     shape = (-1,) + (1,) * (moved.ndim - 1)
     codes = np.clip(np.rint(moved / scale.reshape(shape)), -qmax, qmax)
     return np.moveaxis(codes, 0, axis).astype(np.int8), scale.astype(np.float32)
-
-
-def _act_grid(lo: float, hi: float, bits: int) -> tuple[float, int]:
-    """The scale and zero point of ``quantize.fake_quant`` for the range [lo, hi]."""
-    levels = 2**bits - 1
-    low, high = torch.tensor(lo, dtype=torch.float32), torch.tensor(hi, dtype=torch.float32)
-    scale = ((high - low) / levels).clamp(min=1e-12)  # in float32, as the simulation does
-    zero = torch.round(-low / scale)
-    return float(scale), int(zero)
 
 
 def onnx_latency(

@@ -26,6 +26,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
+import onnx
 import torch
 from torch import nn
 from torch.utils._pytree import tree_map
@@ -34,7 +35,7 @@ from autocompress.checkpoint import save_checkpoint, state_dict_sha256
 from autocompress.compress import apply_late_methods, apply_policy
 from autocompress.compress.layers import folded
 from autocompress.compress.pack import encode_model, huffman_size, nonzero_params, pack_model
-from autocompress.compress.quantize import calibrate
+from autocompress.compress.quantize import ActQuant, calibrate
 from autocompress.config import CompressConfig
 from autocompress.cost.latency import measure_latency
 from autocompress.cost.metrics import compute_costs
@@ -272,7 +273,7 @@ def write_deployed_onnx(
     if not has_integer_layers(policy):
         report = write_onnx(_deployed(folded(model), target), path, example)
         return {**report, "layers": {}, "bytes": path.stat().st_size}
-    plain = _deployed(folded(model, drop_8bit_inputs=True), target)
+    plain = _deployed(folded(model), target)
     prefix = "model." if target.mean and target.std else ""
     staged = path.with_name(f".{path.name}.float")
     try:
@@ -332,11 +333,14 @@ def write_onnx(model: nn.Module, path: Path, example: Inputs) -> dict[str, Any]:
     where the model allows it, else the example's shapes are fixed. Returns what was written.
     """
     inputs = example.repeated(2)  # a batch of 1 would be specialised by the exporter
+    quantizers = [m for m in model.modules() if isinstance(m, ActQuant) and m.bits <= 8]
     names = ["images"] if example.sample_shape else [f"input_{i}" for i in range(len(inputs.args))]
     # The exporter narrates every step on stdout and warns about torchvision: keep it quiet.
     logger = logging.getLogger("torch.onnx")
     level = logger.level
     logger.setLevel(logging.ERROR)
+    for quantizer in quantizers:
+        quantizer.freeze()
     try:
         for dynamic in (True, False):
             args = inputs if dynamic else example
@@ -355,6 +359,7 @@ def write_onnx(model: nn.Module, path: Path, example: Inputs) -> dict[str, Any]:
                         opset_version=ONNX_OPSET,
                         dynamo=True,
                         external_data=False,
+                        custom_translation_table={QDQ_OP: _onnx_qdq},
                     )
                 _strip_debug_info(path)
                 return {"inputs": names + list(args.kwargs), "dynamic_batch": dynamic}
@@ -363,7 +368,21 @@ def write_onnx(model: nn.Module, path: Path, example: Inputs) -> dict[str, Any]:
                     raise
     finally:
         logger.setLevel(level)
+        for quantizer in quantizers:
+            quantizer.freeze(False)
     raise AssertionError("unreachable")
+
+
+QDQ_OP = torch.ops.autocompress.quantize_dequantize.default
+
+
+def _onnx_qdq(x: Any, scale: float, zero: int) -> Any:
+    """:func:`~autocompress.compress.quantize.quantize_dequantize` in ONNX."""
+    from onnxscript import opset18 as op
+
+    s: Any = op.Constant(value_float=scale)
+    z: Any = op.Constant(value=onnx.helper.make_tensor("zero", onnx.TensorProto.UINT8, [], [zero]))
+    return op.DequantizeLinear(op.QuantizeLinear(x, s, z), s, z)
 
 
 def _strip_debug_info(path: Path) -> None:

@@ -4,8 +4,11 @@ For each model (random weights; the zoo's CIFAR-10 ResNet-20 and VGG-16-BN, and 
 W8A8 policy on every layer is built with ``autocompress.compress`` (activation ranges
 calibrated on random batches), and two files are written: the float ONNX of the same
 structure (what export wrote before integer deployment) and the integer one
-(``export.write_deployed_onnx``). Both run in ONNX Runtime, 1 intra-op thread, batch 64,
-median of 30 runs after 5, interleaved in rounds so that machine load hits both alike.
+(``export.write_deployed_onnx``). A third file is the reference of what this runtime can do:
+ONNX Runtime's own static quantizer (``quantize_static``: QDQ, uint8 activations, int8 weights
+per channel, calibrated on the same random batches) applied to the float file. All run in ONNX
+Runtime, 1 intra-op thread, batch 64, median of 30 runs after 5, interleaved in rounds so that
+machine load hits them alike.
 
     python benchmarks/int8_onnx.py [--rounds 3] [--batch 64] [--threads 1]
 """
@@ -46,10 +49,10 @@ def main() -> None:
     torch.manual_seed(0)
     work = Path(tempfile.mkdtemp(prefix="int8-onnx-"))
     print(
-        "| model | float ONNX ms | integer ONNX ms | latency ratio | float bytes | integer bytes "
-        "| size ratio | argmax agreement |"
+        "| model | float ONNX ms | integer ONNX ms | latency ratio | ORT quantize_static ratio "
+        "| float bytes | integer bytes | size ratio | argmax agreement |"
     )
-    print("|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|")
     for name, (build, shape) in MODELS.items():
         model = build().eval()
         example = torch.zeros(1, *shape)
@@ -60,22 +63,54 @@ def main() -> None:
         float_path, int_path = work / f"{name}-float.onnx", work / f"{name}-int8.onnx"
         write_onnx(folded(small, float_inputs=True).eval(), float_path, ac.Inputs((example,)))
         report = write_deployed_onnx(small, policy, int_path, ac.Inputs((example,)))
+        reference = work / f"{name}-ort-static.onnx"
+        ort_static(float_path, reference, calibration)
         x = np.random.default_rng(0).standard_normal((args.batch, *shape)).astype(np.float32)
         feeds = {"images": x}
-        times: dict[str, list[float]] = {"float": [], "int8": []}
+        times: dict[str, list[float]] = {"float": [], "int8": [], "ort": []}
         for _ in range(args.rounds):
             times["float"].append(onnx_latency(float_path, feeds, args.threads))
             times["int8"].append(onnx_latency(int_path, feeds, args.threads))
+            times["ort"].append(onnx_latency(reference, feeds, args.threads))
         fl, q = statistics.median(times["float"]), statistics.median(times["int8"])
+        ref = statistics.median(times["ort"])
         session = ort.InferenceSession(str(int_path), providers=["CPUExecutionProvider"])
         with torch.no_grad():
             simulated = small(torch.from_numpy(x)).argmax(1).numpy()
         agree = float((session.run(None, feeds)[0].argmax(1) == simulated).mean())
         fb, qb = float_path.stat().st_size, report["bytes"]
         print(
-            f"| {name} | {fl:.2f} | {q:.2f} | {q / fl:.3f} | {fb:,} | {qb:,} | {qb / fb:.3f} "
+            f"| {name} | {fl:.2f} | {q:.2f} | {q / fl:.3f} | {ref / fl:.3f} | {fb:,} | {qb:,} "
+            f"| {qb / fb:.3f} "
             f"| {agree:.1%} |"
         )
+
+
+def ort_static(source: Path, out: Path, calibration: list[torch.Tensor]) -> None:
+    """ONNX Runtime's own static int8 quantization of ``source``: the runtime's reference."""
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
+
+    class Batches(CalibrationDataReader):
+        def __init__(self) -> None:
+            self.batches = iter([{"images": b.numpy()} for b in calibration])
+
+        def get_next(self) -> dict[str, np.ndarray] | None:
+            return next(self.batches, None)
+
+    quantize_static(
+        str(source),
+        str(out),
+        Batches(),
+        quant_format=QuantFormat.QDQ,
+        per_channel=True,
+        activation_type=QuantType.QUInt8,
+        weight_type=QuantType.QInt8,
+    )
 
 
 if __name__ == "__main__":

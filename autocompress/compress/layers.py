@@ -10,6 +10,8 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 WeightLayer = nn.Conv2d | nn.Linear
+# the forward hooks that run activation quantizers (quantize.py and residual.py)
+QUANTIZER_HOOKS = {"_quantize_input", "_quantize_output", "_quantize_block_input"}
 
 
 def weight_layers(model: nn.Module, name: str) -> list[WeightLayer]:
@@ -47,26 +49,23 @@ def _chain(layer: WeightLayer) -> parametrize.ParametrizationList:
     return cast(parametrize.ParametrizationList, chains["weight"])
 
 
-def folded(
-    model: nn.Module, float_inputs: bool = False, drop_8bit_inputs: bool = False
-) -> nn.Module:
+def folded(model: nn.Module, float_inputs: bool = False) -> nn.Module:
     """A copy whose weights are plain tensors: every weight transform evaluated and removed.
 
     Its parameter count is the compressed model's: shared centroids and pre-transform weights
-    are gone. Activation quantizers stay unless ``float_inputs``, which gives the float
-    execution of the compressed structure (what CPU latency is measured on); with
-    ``drop_8bit_inputs`` only the 8-bit ones go (the integer ONNX export quantizes those with
-    a QuantizeLinear of the same grid instead).
+    are gone. Activation quantizers stay (the ONNX export writes them as QuantizeLinear /
+    DequantizeLinear pairs) unless ``float_inputs``, which gives the float
+    execution of the compressed structure (what CPU latency in PyTorch is measured on).
     """
     model = copy.deepcopy(model)
-    if float_inputs or drop_8bit_inputs:
+    if float_inputs:
         for module in model.modules():
-            quantizer = module._modules.get("input_quant")
-            if quantizer is not None and (float_inputs or getattr(quantizer, "bits", 0) == 8):
-                del module._modules["input_quant"]
-                for key, hook in list(module._forward_pre_hooks.items()):
-                    if getattr(hook, "__name__", "") == "_quantize_input":
-                        del module._forward_pre_hooks[key]
+            module._modules.pop("input_quant", None)
+            module._modules.pop("output_quant", None)  # residual adds' operands
+            for hooks in (module._forward_pre_hooks, module._forward_hooks):
+                for key, hook in list(hooks.items()):
+                    if getattr(getattr(hook, "func", hook), "__name__", "") in QUANTIZER_HOOKS:
+                        del hooks[key]
     for module in model.modules():
         if isinstance(module, WeightLayer) and parametrize.is_parametrized(module, "weight"):
             weight = module.weight.detach().clone()

@@ -263,12 +263,16 @@ def _huffman_total(symbols: np.ndarray, symbol_bits: int) -> int:
 
 
 def float_tensors(model: nn.Module, layer_names: list[str]) -> dict[str, torch.Tensor]:
-    """Tensors stored as float32 besides the compressible layers: norms, running stats, ..."""
+    """Tensors stored as float32 besides the compressible layers: norms, running stats, ...
+
+    Activation ranges are not counted (as a layer's input range is not): two floats a
+    quantizer, for the residual adds' operands too.
+    """
     prefixes = tuple(f"{n}." for n in layer_names)
     return {
         k: v
         for k, v in model.state_dict().items()
-        if not k.startswith(prefixes) and v.is_floating_point()
+        if not k.startswith(prefixes) and v.is_floating_point() and "output_quant." not in k
     }
 
 

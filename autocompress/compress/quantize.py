@@ -3,7 +3,9 @@
 Weights: per-output-channel symmetric, 2–8 bits (``w_bits``), the scale taken from the current
 weights, so fine-tuning moves values between levels. Activations (``a_bits``): each layer's
 input, per tensor, asymmetric; the range is calibrated on a few batches and then tracked with an
-exponential moving average while fine-tuning. 16 bits means float16 and 32 means float32.
+exponential moving average while fine-tuning. 16 bits means float16 and 32 means float32. Where
+integer layers feed a residual add, its operands are quantized to 8 bits as well
+(:mod:`autocompress.compress.residual`), as an integer runtime computes the add.
 """
 
 from __future__ import annotations
@@ -14,7 +16,9 @@ from typing import cast
 import torch
 from torch import nn
 
+from autocompress.compress import residual
 from autocompress.compress.layers import add_weight_transform, weight_layers
+from autocompress.compress.residual import integer_layer
 from autocompress.config import CompressConfig
 from autocompress.cost.profile import Profile
 from autocompress.inputs import Inputs
@@ -64,12 +68,23 @@ class ActQuant(nn.Module):
         self.register_buffer("hi", torch.zeros(()))
         self.register_buffer("calibrated", torch.zeros((), dtype=torch.bool))
         self.collect: list[tuple[float, float]] | None = None
+        self.frozen: tuple[float, int] | None = None
+
+    def freeze(self, on: bool = True) -> None:
+        """Export as :func:`quantize_dequantize` on the calibrated grid, read now: an ONNX
+        export with a dynamic batch traces on fake tensors, which have no values to read."""
+        scale, zero = grid(self.lo, self.hi, self.bits)
+        self.frozen = (float(scale), int(zero)) if on else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.bits == 16:
             return x + (x.half().float() - x).detach()
-        if torch.compiler.is_exporting():  # ONNX export: the calibrated range, frozen
-            return fake_quant(x, self.lo, self.hi, self.bits)
+        if torch.compiler.is_exporting():  # the calibrated range, frozen
+            if self.frozen is None:  # torch.export: the simulation's own arithmetic
+                return fake_quant(x, self.lo, self.hi, self.bits)
+            if self.bits < 8:  # the narrower grid's levels sit on the uint8 codes exactly
+                x = fake_quant(x, self.lo, self.hi, self.bits)
+            return quantize_dequantize(x, *self.frozen)
         lo, hi = x.detach().min().clamp(max=0), x.detach().max().clamp(min=0)
         if self.collect is not None:
             self.collect.append((float(lo), float(hi)))
@@ -89,9 +104,26 @@ class ActQuant(nn.Module):
 
 def fake_quant(x: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor, bits: int) -> torch.Tensor:
     levels = 2**bits - 1
-    scale = ((hi - lo) / levels).clamp(min=1e-12)
-    zero = torch.round(-lo / scale)
+    scale, zero = grid(lo, hi, bits)
     return (torch.clamp(torch.round(x / scale) + zero, 0, levels) - zero) * scale
+
+
+@torch.library.custom_op("autocompress::quantize_dequantize", mutates_args=())
+def quantize_dequantize(x: torch.Tensor, scale: float, zero: int) -> torch.Tensor:
+    """ONNX's uint8 ``QuantizeLinear`` then ``DequantizeLinear``: the ONNX export's form of an
+    activation quantizer (:func:`autocompress.export.write_onnx` translates it to that pair)."""
+    return (torch.clamp(torch.round(x / scale) + zero, 0, 255) - zero) * scale
+
+
+@quantize_dequantize.register_fake
+def _(x: torch.Tensor, scale: float, zero: int) -> torch.Tensor:
+    return torch.empty_like(x)
+
+
+def grid(lo: torch.Tensor, hi: torch.Tensor, bits: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The scale and zero point of :func:`fake_quant` for the range [lo, hi]."""
+    scale = ((hi - lo) / (2**bits - 1)).clamp(min=1e-12)
+    return scale, torch.round(-lo / scale)
 
 
 def _quantize_input(module: nn.Module, args: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
@@ -109,6 +141,16 @@ def apply(
             if choice.a_bits < 32:
                 layer.add_module("input_quant", ActQuant(choice.a_bits))
                 layer.register_forward_pre_hook(_quantize_input)
+    if any(integer_layer(m) for m in model.modules()):
+        quantizers = [m for m in model.modules() if isinstance(m, ActQuant)]
+        for q in quantizers:
+            q.collect = []  # finding the adds must not calibrate anything
+        try:
+            adds = residual.find_residual_adds(model, profile.inputs)
+        finally:
+            for q in quantizers:
+                q.collect = None
+        residual.install(model, adds, lambda: ActQuant(8))
     return model
 
 
