@@ -158,3 +158,19 @@ def test_residual_adds_between_integer_layers_run_as_integer_kernels(tmp_path) -
     assert np.isclose(exact, simulated, atol=1e-4).all(axis=1).mean() >= 0.95
     fused = run(path, x.numpy(), optimise=True)
     assert (fused.argmax(1) == simulated.argmax(1)).mean() >= 0.95
+
+
+def test_a_residual_add_with_a_float_operand_stays_float() -> None:
+    """The identity operand is quantized only through an 8-bit integer layer reading it: with
+    that layer's inputs left float, the add and the layer before it keep their float form."""
+    from autocompress.models.resnet_cifar import ResNetCifar
+
+    model = ResNetCifar(depth=8, width=0.5, input_size=16).eval()
+    example = torch.zeros(1, 3, 16, 16)
+    profile = autocompress.profile(model, example, name="resnet8")
+    layers = {n: autocompress.LayerChoice(w_bits=8, a_bits=8) for n in profile.layers}
+    layers["layer1.0.conv1"] = autocompress.LayerChoice(w_bits=8)  # float inputs
+    policy = autocompress.Policy("resnet8", layers)
+    small = autocompress.compress(model, policy, example, calibration=[torch.randn(8, 3, 16, 16)])
+    quantized = {n for n, m in small.named_modules() if "output_quant" in m._modules}
+    assert "layer1.0.bn2" not in quantized and "layer2.0.bn2" in quantized

@@ -173,11 +173,14 @@ def install(
             if _integer_output(operand, modules):
                 plan_outputs.add(cast(str, operand.producer))
                 continue
+            inside = f"{add.block}." if add.block else ""
             reader = next(
                 (
                     r
                     for r in operand.readers
-                    if integer_layer(modules[r]) and _bits(modules[r]._modules["input_quant"]) == 8
+                    if r.startswith(inside)  # the block's hook finds it by its relative path
+                    and integer_layer(modules[r])
+                    and _bits(modules[r]._modules["input_quant"]) == 8
                 ),
                 None,
             )
