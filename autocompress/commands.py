@@ -410,8 +410,7 @@ def latency(
 
     from autocompress.checkpoint import read_checkpoint, stored_inputs
     from autocompress.compress.layers import folded
-    from autocompress.cost.latency import measure_latency
-    from autocompress.deploy import onnx_latency
+    from autocompress.cost.latency import measure_latency, onnx_latency
     from autocompress.errors import AutocompressError
 
     if runtime not in ("onnxruntime", "torch"):

@@ -151,31 +151,3 @@ def _weight_codes(weight: np.ndarray, bits: int, axis: int) -> tuple[np.ndarray,
     shape = (-1,) + (1,) * (moved.ndim - 1)
     codes = np.clip(np.rint(moved / scale.reshape(shape)), -qmax, qmax)
     return np.moveaxis(codes, 0, axis).astype(np.int8), scale.astype(np.float32)
-
-
-def onnx_latency(
-    path: Path,
-    feeds: dict[str, np.ndarray],
-    threads: int = 1,
-    repeats: int = 30,
-    warmup: int = 5,
-) -> float:
-    """Median milliseconds of one ONNX Runtime run of ``path`` on ``feeds`` (CPU, ``threads``
-    intra-op threads, one inter-op thread, all graph optimisations: the integer kernels)."""
-    import statistics
-    import time
-
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    for _ in range(warmup):
-        session.run(None, feeds)
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        session.run(None, feeds)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times) * 1e3

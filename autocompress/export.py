@@ -32,7 +32,7 @@ from torch import nn
 from torch.utils._pytree import tree_map
 
 from autocompress.checkpoint import save_checkpoint, state_dict_sha256
-from autocompress.compress import apply_late_methods, apply_policy
+from autocompress.compress import KNOB_METHODS, apply_late_methods, apply_policy
 from autocompress.compress.layers import folded
 from autocompress.compress.pack import encode_model, huffman_size, nonzero_params, pack_model
 from autocompress.compress.quantize import ActQuant, calibrate
@@ -40,6 +40,7 @@ from autocompress.config import CompressConfig
 from autocompress.cost.latency import measure_latency
 from autocompress.cost.metrics import compute_costs
 from autocompress.cost.profile import Profile
+from autocompress.cost.runtime_table import LatencyTable
 from autocompress.deploy import has_integer_layers, integer_onnx, quant_specs
 from autocompress.errors import AutocompressError
 from autocompress.files import check_output_dir, staged_output, write_atomic
@@ -282,6 +283,120 @@ def write_deployed_onnx(
     finally:
         staged.unlink(missing_ok=True)
     return report
+
+
+def deployed_latency(
+    model: nn.Module,
+    policy: Policy,
+    example: Inputs,
+    threads: int = 1,
+    batch: int = 64,
+    repeats: int = 30,
+    warmup: int = 5,
+) -> float:
+    """Median ONNX Runtime milliseconds of ``model``'s deployed ``model.onnx`` (integer where
+    ``policy`` sets 8 bits or fewer) on ``batch`` copies of the example inputs."""
+    import tempfile
+
+    from autocompress.cost.latency import onnx_latency
+
+    with tempfile.TemporaryDirectory(prefix="autocompress-latency-") as tmp:
+        path = Path(tmp) / "model.onnx"
+        report = write_deployed_onnx(model, policy, path, example)
+        inputs = example.repeated(batch)
+        feeds = {
+            name: tensor.numpy()
+            for name, tensor in zip(report["inputs"], inputs.tensors(), strict=False)
+        }
+        return onnx_latency(path, feeds, threads, repeats, warmup)
+
+
+def latency_table(
+    model: nn.Module,
+    profile: Profile,
+    threads: int = 1,
+    batch: int = 64,
+    cache: Path | None = None,
+    grid: tuple[float, ...] | None = None,
+    policies: list[Policy] | None = None,
+) -> LatencyTable:
+    """Build (or complete from ``cache``) the ONNX Runtime latency table of ``model``
+    (:mod:`autocompress.cost.runtime_table`): every layer's grid in both forms, then the
+    calibration policies built, exported and timed end to end (activation ranges calibrated on
+    random inputs: latency does not depend on the values). New entries go back to ``cache``.
+    ``grid``: the fractions of each layer's full channel counts measured (default
+    :data:`~autocompress.cost.runtime_table.GRID`, eighths); ``policies``: the calibration
+    policies (default :func:`calibration_policies`, 14 of them; at least 5 are needed).
+
+    >>> # python benchmarks/latency_table.py measures its predictions against the runtime
+    """
+    from autocompress.cost.check import check_policy
+    from autocompress.cost.runtime_table import LatencyTable, layer_shapes, runtime_key
+
+    table = LatencyTable(runtime_key(threads, batch), threads, batch, layer_shapes(model, profile))
+    if grid is not None:
+        table.grid = tuple(grid)
+    if cache is not None:
+        table.load_entries(cache)
+    for form in ("float", "int8"):
+        table.fill(form)
+    observed = []
+    for policy in calibration_policies(profile) if policies is None else policies:
+        try:
+            check_policy(policy, profile, KNOB_METHODS)
+        except AutocompressError:
+            continue  # a rank that would not shrink some layer
+        built = apply_policy(model, policy, profile, CompressConfig())
+        calibrate(built, [_random_like(profile.inputs) for _ in range(2)])
+        measured = deployed_latency(built.eval(), policy, profile.inputs, threads, batch)
+        costs = compute_costs(profile, policy)
+        observed.append((table.features(profile, policy, costs), measured))
+    table.calibrate(observed)
+    if cache is not None:
+        table.save(cache)
+    return table
+
+
+def calibration_policies(profile: Profile) -> list[Policy]:
+    """The policies a latency table is fitted on: uniform pruning 0 to 75% with float and with
+    W8A8 layers, float and integer layers alternating, and low rank in both forms."""
+    names = list(profile.layers)
+    prunable = {
+        n for n, layer in profile.layers.items() if profile.groups[layer.out_group].prunable
+    }
+
+    def policy(prune: float, integer: Callable[[int], bool], rank: float = 1.0) -> Policy:
+        layers = {}
+        for i, name in enumerate(names):
+            bits = 8 if integer(i) else 32
+            layers[name] = LayerChoice(
+                prune=prune if name in prunable else 0.0,
+                w_bits=bits,
+                a_bits=bits,
+                rank=rank if i % 2 else 1.0,
+            )
+        return Policy(profile.model, layers)
+
+    out = []
+    for prune in (0.0, 0.25, 0.5, 0.75):
+        out += [policy(prune, lambda i: False), policy(prune, lambda i: True)]
+    for prune in (0.0, 0.5):
+        out += [policy(prune, lambda i: i % 2 == 0), policy(prune, lambda i: i % 2 == 1)]
+    out += [policy(0.0, lambda i: False, 0.25), policy(0.0, lambda i: True, 0.25)]
+    return out
+
+
+def _random_like(example: Inputs) -> Inputs:
+    """Example inputs with the float tensors replaced by random ones (a batch of 8)."""
+    batch = example.repeated(8)
+    return Inputs(
+        tuple(torch.randn_like(a) if _floating(a) else a for a in batch.args),
+        {k: torch.randn_like(v) if _floating(v) else v for k, v in batch.kwargs.items()},
+    )
+
+
+def _floating(x: Any) -> bool:
+    return isinstance(x, torch.Tensor) and x.is_floating_point()
 
 
 def _deployed(model: nn.Module, target: Target) -> nn.Module:

@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import autocompress as ac
 from autocompress.compress.layers import folded
-from autocompress.deploy import onnx_latency
+from autocompress.cost.latency import onnx_latency
 from autocompress.export import write_deployed_onnx, write_onnx
 from autocompress.models import ZOO
 

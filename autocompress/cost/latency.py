@@ -1,10 +1,13 @@
-"""Measured CPU latency: median wall time of repeated forward passes, fixed threads and batch."""
+"""Measured CPU latency: median wall time of repeated runs, fixed threads and batch, in PyTorch
+(:func:`measure_latency`) or ONNX Runtime (:func:`onnx_latency`)."""
 
 from __future__ import annotations
 
 import statistics
 import time
+from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -42,3 +45,30 @@ def measure_latency(
         return statistics.median(times) * 1e3
     finally:
         torch.set_num_threads(previous)
+
+
+def onnx_latency(
+    model: Path | bytes,
+    feeds: dict[str, np.ndarray],
+    threads: int = 1,
+    repeats: int = 30,
+    warmup: int = 5,
+) -> float:
+    """Median milliseconds of one ONNX Runtime run of ``model`` (a file, or its bytes) on
+    ``feeds`` (CPU, ``threads`` intra-op threads, one inter-op thread, all graph optimisations:
+    the integer kernels)."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    source = model if isinstance(model, bytes) else str(model)
+    session = ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
+    for _ in range(warmup):
+        session.run(None, feeds)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        session.run(None, feeds)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times) * 1e3

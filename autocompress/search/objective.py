@@ -126,23 +126,18 @@ def model_latency(
 
 
 def _onnx_latency(cfg: Config, example: Inputs, model: torch.nn.Module, policy: Policy) -> float:
-    import tempfile
-    from pathlib import Path
+    from autocompress.export import deployed_latency
 
-    from autocompress.deploy import onnx_latency
-    from autocompress.export import write_deployed_onnx
-
-    with tempfile.TemporaryDirectory(prefix="autocompress-latency-") as tmp:
-        path = Path(tmp) / "model.onnx"
-        report = write_deployed_onnx(model, policy, path, example)
-        batch = example.repeated(cfg.search.latency_batch)
-        feeds = {
-            name: tensor.numpy()
-            for name, tensor in zip(report["inputs"], batch.tensors(), strict=False)
-        }
-        return onnx_latency(
-            path, feeds, cfg.search.latency_threads, LATENCY_REPEATS, LATENCY_WARMUP
-        )
+    search = cfg.search
+    return deployed_latency(
+        model,
+        policy,
+        example,
+        search.latency_threads,
+        search.latency_batch,
+        LATENCY_REPEATS,
+        LATENCY_WARMUP,
+    )
 
 
 def evaluate_params(

@@ -1,0 +1,136 @@
+"""A latency-budget search with bits in the space against the same search without them.
+
+    python benchmarks/latency_bits.py experiments/lenet5-fashion-mnist.yaml \
+        [--trials 20] [--seeds 0 1 2] [--budget 40%] [--set KEY=VALUE ...]
+
+(from the repository root: the config's data and runs folders are relative to it)
+
+Both searches start from the config (its base model, data, fine-tune) with the budget replaced by
+``latency_ms`` at ``--budget`` of the base model's latency, measured the way it deploys:
+``search.latency_runtime: onnxruntime`` (each candidate exported as its ``model.onnx``, integer
+where its bits are 8, and timed in ONNX Runtime, 1 thread, batch 64). One space is the config's
+(pruning and low rank); the other adds ``w_bits`` and ``a_bits`` in {8, 32} on every layer. No
+uniform baselines: every trial comes from TPE. For each seed, both studies run in the config's
+run directory (studies ``latency-bits-s<seed>`` and ``latency-nobits-s<seed>``); the script prints
+the hypervolume of each validation-accuracy / latency front (reference point: base validation
+accuracy − 10 points, and the budget's latency ratio), the best feasible validation accuracy, its
+latency ratio, and the mean and spread over seeds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from autocompress.cli import main
+from autocompress.config import load_config
+from autocompress.search.pareto import hypervolume
+from autocompress.search.study import load_study, records
+
+BITS_RULE = {"w_bits": [8, 32], "a_bits": [8, 32]}
+
+
+def run(argv: list[str]) -> None:
+    code = main(argv)
+    if code != 0:
+        raise SystemExit(f"`autocompress {' '.join(argv)}` exited {code}")
+
+
+def variant(raw: dict[str, Any], bits: bool, budget: str, folder: Path) -> Path:
+    """The config with a latency budget measured in ONNX Runtime, with or without bits."""
+    cfg = copy.deepcopy(raw)
+    cfg["budget"] = {"latency_ms": budget}
+    search = cfg.setdefault("search", {})
+    search.update(
+        {
+            "latency_runtime": "onnxruntime",
+            "latency_batch": 64,
+            "latency_threads": 1,
+            "uniform": 0,
+        }
+    )
+    if bits:
+        cfg["space"]["rules"] = [*cfg["space"]["rules"], BITS_RULE]
+    path = folder / f"{'bits' if bits else 'nobits'}.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def main_(
+    config: str, trials: int, seeds: list[int], budget: str, overrides: list[str]
+) -> dict[str, Any]:
+    raw = yaml.safe_load(Path(config).read_text())
+    folder = Path(tempfile.mkdtemp(prefix="latency-bits-"))
+    rows: dict[str, list[dict[str, float]]] = {"bits": [], "nobits": []}
+    for seed in seeds:
+        for label in rows:
+            path = variant(raw, label == "bits", budget, folder)
+            sets = [*overrides, f"search.study=latency-{label}-s{seed}", f"search.seed={seed}"]
+            start = time.perf_counter()
+            run(
+                [
+                    "search",
+                    str(path),
+                    "--trials",
+                    str(trials),
+                    *[x for s in sets for x in ("--set", s)],
+                ]
+            )
+            seconds = time.perf_counter() - start
+            cfg = load_config(path, sets)
+            recs = records(load_study(cfg))
+            base_val = float(
+                json.loads(next(cfg.run_dir.glob("base-*.json")).read_text())["val_accuracy"]
+            )
+            limit = cfg.budget["latency_ms"].value
+            feasible = [r for r in recs if r.scored]
+            best = max(feasible, key=lambda r: r.val_accuracy or 0.0, default=None)
+            rows[label].append(
+                {
+                    "seed": seed,
+                    "hypervolume": hypervolume(feasible, "latency_ms", base_val - 0.10, limit),
+                    "best_val": (best.val_accuracy or 0.0) if best else 0.0,
+                    "best_latency_ratio": best.ratios["latency_ms"] if best else float("nan"),
+                    "feasible": len(feasible),
+                    "trials": len(recs),
+                    "seconds": seconds,
+                }
+            )
+    print(f"\n== latency budget {budget} (ONNX Runtime), {trials} trials each, seeds {seeds} ==")
+    summary: dict[str, Any] = {"per_run": rows}
+    for label, runs in rows.items():
+        for r in runs:
+            print(
+                f"{label:6s} seed {r['seed']:.0f}  HV {r['hypervolume'] * 1e3:.3f}e-3  "
+                f"best val {r['best_val']:.2%} at {r['best_latency_ratio']:.3f}x latency  "
+                f"feasible {r['feasible']:.0f}/{r['trials']:.0f}  {r['seconds']:.0f}s"
+            )
+        hv = [r["hypervolume"] for r in runs]
+        spread = statistics.stdev(hv) if len(hv) > 1 else 0.0
+        summary[label] = {"hv_mean": statistics.mean(hv), "hv_std": spread}
+        print(f"{label:6s} mean HV {statistics.mean(hv) * 1e3:.3f}e-3 ± {spread * 1e3:.3f}e-3")
+    wins = sum(
+        b["hypervolume"] > n["hypervolume"]
+        for b, n in zip(rows["bits"], rows["nobits"], strict=True)
+    )
+    print(f"bits ahead on {wins} of {len(seeds)} seeds")
+    return summary
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("config")
+    parser.add_argument("--trials", type=int, default=20)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--budget", default="40%")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    args = parser.parse_args()
+    main_(args.config, args.trials, args.seeds, args.budget, args.set)

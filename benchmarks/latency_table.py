@@ -1,0 +1,89 @@
+"""The latency table's predictions against the runtime: random mixed policies, end to end.
+
+    python benchmarks/latency_table.py [--policies 50] [--models lenet5 resnet20] [--batch 64]
+
+For each model (random weights: latency does not depend on them), the ONNX Runtime latency
+table is built (``export.latency_table``, 1 thread, batch 64; a fresh cache, so the time to build
+it is the whole cost), then ``--policies`` random mixed policies (per layer: pruning in [0, 0.8]
+with probability 1/2, low rank in [0.15, 0.45] with probability 1/4, W8A8 or float with
+probability 1/2) are each priced by the table (no model built) and then built, exported as they
+deploy (``model.onnx``, integer where bits are 8) and timed in ONNX Runtime (median of 30 runs).
+Prints every policy's predicted and measured milliseconds, and the median and worst absolute
+relative error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import autocompress as ac
+from autocompress.cost.metrics import compute_costs
+from autocompress.export import deployed_latency, latency_table
+from autocompress.models import ZOO
+
+SHAPES = {"lenet5": (1, 28, 28), "resnet20": (3, 32, 32), "vgg16_bn": (3, 32, 32)}
+
+
+def random_policy(profile: ac.Profile, rng: random.Random) -> ac.Policy:
+    layers = {}
+    for name, layer in profile.layers.items():
+        prunable = profile.groups[layer.out_group].prunable
+        bits = rng.choice([8, 32])
+        layers[name] = ac.LayerChoice(
+            prune=rng.uniform(0, 0.8) if prunable and rng.random() < 0.5 else 0.0,
+            rank=rng.uniform(0.15, 0.45) if rng.random() < 0.25 else 1.0,
+            w_bits=bits,
+            a_bits=bits,
+        )
+    return ac.Policy(profile.model, layers)
+
+
+def run(name: str, count: int, batch: int, threads: int) -> dict[str, float]:
+    torch.manual_seed(0)
+    shape = SHAPES[name]
+    model = ZOO[name]().eval()
+    example = torch.zeros(1, *shape)
+    profile = ac.profile(model, example, name=name)
+    cache = Path(tempfile.mkdtemp(prefix="latency-table-")) / "table.json"
+    start = time.perf_counter()
+    table = latency_table(model, profile, threads, batch, cache)
+    build = time.perf_counter() - start
+    print(f"\n== {name}: table built in {build:.1f} s ({table.measured} layer measurements) ==")
+    print("coefficients:", ", ".join(f"{c:.3g}" for c in table.coef))
+    rng = random.Random(1)
+    errors = []
+    for i in range(count):
+        policy = random_policy(profile, rng)
+        predicted = table.predict(profile, policy, compute_costs(profile, policy))
+        built = ac.compress(model, policy, example, calibration=[torch.randn(8, *shape)])
+        measured = deployed_latency(built.eval(), policy, ac.Inputs((example,)), threads, batch)
+        errors.append(abs(predicted - measured) / measured)
+        print(
+            f"policy {i:2d}: predicted {predicted:8.2f} ms  measured {measured:8.2f} ms  "
+            f"error {errors[-1]:6.1%}"
+        )
+    median, worst = statistics.median(errors), max(errors)
+    within = sum(e <= 0.10 for e in errors)
+    print(f"{name}: median error {median:.1%}, worst {worst:.1%}, within 10%: {within}/{count}")
+    return {"build_s": build, "median": median, "worst": worst}
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--policies", type=int, default=50)
+    parser.add_argument("--models", nargs="+", default=["lenet5", "resnet20"])
+    parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args()
+    for model_name in args.models:
+        run(model_name, args.policies, args.batch, args.threads)
