@@ -36,8 +36,11 @@ SHAPES = {"lenet5": (1, 28, 28), "resnet20": (3, 32, 32), "vgg16_bn": (3, 32, 32
 
 def random_policy(profile: ac.Profile, rng: random.Random) -> ac.Policy:
     layers = {}
+    pruned: set[int] = set()  # coupled layers share a channel group: one ratio on one of them
     for name, layer in profile.layers.items():
-        prunable = profile.groups[layer.out_group].prunable
+        group = layer.out_group
+        prunable = profile.groups[group].prunable and group not in pruned
+        pruned.add(group)
         bits = rng.choice([8, 32])
         layers[name] = ac.LayerChoice(
             prune=rng.uniform(0, 0.8) if prunable and rng.random() < 0.5 else 0.0,

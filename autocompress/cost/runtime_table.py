@@ -17,6 +17,10 @@ forms, alternating float and integer layers, low rank): :meth:`LatencyTable.cali
 
 Entries are keyed by layer shape, form, runtime version, machine, threads and batch, and kept
 in a JSON file (:meth:`LatencyTable.save`), so a table is reused across runs on one machine.
+
+Status: a building block, not yet a budget metric of the search. Measured against the runtime
+over 50 random mixed policies of LeNet-5 (``benchmarks/latency_table.py``, RESULTS.md) its
+median error is 25%: far from the 10% a budget needs, so the search still measures latency.
 """
 
 from __future__ import annotations
