@@ -327,8 +327,7 @@ def latency_table(
     ``grid``: the fractions of each layer's full channel counts measured (default
     :data:`~autocompress.cost.runtime_table.GRID`, eighths); ``policies``: the calibration
     policies (default :func:`calibration_policies`, 14 of them; at least 5 are needed).
-
-    >>> # python benchmarks/latency_table.py measures its predictions against the runtime
+    ``benchmarks/latency_table.py`` measures its predictions against the runtime.
     """
     from autocompress.cost.check import check_policy
     from autocompress.cost.runtime_table import LatencyTable, layer_shapes, runtime_key
