@@ -180,3 +180,59 @@ def load_checkpoint(
     except RuntimeError as exc:
         raise CheckpointError(f"{path}: weights do not fit the rebuilt model: {exc}") from None
     return built.eval(), payload
+
+
+# Keys under which training scripts commonly nest a model's weights.
+NESTED_STATE_KEYS = ("state_dict", "model_state_dict", "model", "net", "weights")
+
+
+def read_pretrained(path: str | Path, spec: Mapping[str, Any]) -> dict[str, torch.Tensor]:
+    """The weights of a pretrained model file for the model ``spec`` describes.
+
+    Reads, with ``torch.load(weights_only=True)`` (no code runs): a plain state dict as
+    ``torch.save(model.state_dict(), path)`` writes it, or nested under one of
+    :data:`NESTED_STATE_KEYS` as training scripts often save it (keys prefixed ``module.`` by
+    ``DataParallel`` are accepted); or an autocompress base checkpoint, whose content hash is
+    checked and whose model must be the one ``spec`` names. A compressed checkpoint is refused:
+    it is not a starting point for a search. Whether the tensors fit the model is checked when
+    they are loaded into it.
+    """
+    path = Path(path)
+    where = f"model.checkpoint {path}"
+    if not path.is_file():
+        raise CheckpointError(f"{where} does not exist")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # pickles with code, safetensors, corrupt files: many errors
+        raise CheckpointError(
+            f"{where} is not a PyTorch weights file readable without running code "
+            f"(torch.load(weights_only=True) said: {str(exc).splitlines()[0][:300]}); "
+            "save the weights with torch.save(model.state_dict(), path)"
+        ) from None
+    if isinstance(payload, dict) and "format_version" in payload:
+        payload = read_checkpoint(path)
+        if payload.get("policy"):
+            raise CheckpointError(
+                f"{where} holds a compressed model; start from the base model it came from"
+            )
+        if dict(payload["model"]) != dict(spec):
+            raise CheckpointError(
+                f"{where} holds the model {payload['model']}, the config builds {dict(spec)}"
+            )
+        return dict(payload["state_dict"])
+    state = payload
+    for key in NESTED_STATE_KEYS:
+        if isinstance(state, dict) and isinstance(state.get(key), dict):
+            state = state[key]
+            break
+    if not isinstance(state, dict) or not state:
+        raise CheckpointError(f"{where} holds no state dict (a mapping of names to tensors)")
+    bad = [k for k, v in state.items() if not isinstance(k, str) or not torch.is_tensor(v)]
+    if bad:
+        raise CheckpointError(
+            f"{where}: not a state dict, {len(bad)} entries are not named tensors "
+            f"(first: {str(bad[0])[:100]!r})"
+        )
+    if all(k.startswith("module.") for k in state):
+        state = {k.removeprefix("module."): v for k, v in state.items()}
+    return state

@@ -235,6 +235,14 @@ def cmd_train(cfg: Config, args: argparse.Namespace) -> int:
                 soft_wrap=True,
             )
             return
+        if plan.pretrained:
+            console.print(
+                f"Loading the pretrained weights {plan.pretrained} into "
+                f"{cfg.model.name or cfg.model.factory} and testing them on "
+                f"{cfg.data.name or cfg.data.factory}: {plan.val} val / {plan.test} test images.",
+                soft_wrap=True,
+            )
+            return
         console.print(
             f"Training {cfg.model.name or cfg.model.factory} on "
             f"{cfg.data.name or cfg.data.factory}: {plan.train} train / {plan.val} val / "

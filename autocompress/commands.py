@@ -52,6 +52,7 @@ class TrainPlan:
     train: int
     val: int
     test: int
+    pretrained: str | None = None  # model.checkpoint: weights loaded, not trained
 
 
 def train(
@@ -60,7 +61,8 @@ def train(
     on_start: Callable[[TrainPlan], None] | None = None,
     on_epoch: Callable[[Any], None] | None = None,
 ) -> Any:
-    """Train (or load the cached) base model; returns the :class:`BaseModel`."""
+    """Train (or load the cached) base model, or start it from ``model.checkpoint``; returns
+    the :class:`BaseModel`."""
     from autocompress.data import load_data
     from autocompress.train.base import base_path, ensure_base
 
@@ -69,7 +71,7 @@ def train(
     if on_start is not None:
         cached = path.exists() and not force
         sizes = len(splits.x_train), len(splits.x_val), len(splits.x_test)
-        on_start(TrainPlan(cached, path, *sizes))
+        on_start(TrainPlan(cached, path, *sizes, pretrained=cfg.model.checkpoint))
     return ensure_base(cfg, splits, force=force, on_epoch=on_epoch)
 
 

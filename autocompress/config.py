@@ -77,7 +77,16 @@ class _Source:
 
 @dataclass(frozen=True)
 class ModelConfig(_Source):
-    """A zoo model by ``name``, or a user ``factory`` returning an nn.Module."""
+    """A zoo model by ``name``, or a user ``factory`` returning an nn.Module.
+
+    ``checkpoint``: start from these pretrained weights instead of training the base model
+    (a state dict saved by ``torch.save``, or an autocompress base checkpoint); a path relative
+    to the working directory, like ``data.root``.
+    """
+
+    checkpoint: str | None = _check(
+        lambda s: bool(s.strip()), "a path to a weights file, or null to train the base", None
+    )
 
 
 @dataclass(frozen=True)
@@ -321,15 +330,30 @@ def base_key(cfg: Config) -> str:
     data = {k: v for k, v in dataclasses.asdict(cfg.data).items() if k != "root"}
     if data["train_size"] is None:
         del data["train_size"]  # added later: models cached before it keep their key
-    payload = {
-        "model": dataclasses.asdict(cfg.model),
-        "data": data,
-        "train": {
-            k: v for k, v in dataclasses.asdict(cfg.train).items() if k not in ("threads", "device")
-        },
+    model = dataclasses.asdict(cfg.model)
+    train: dict[str, Any] | str = {
+        k: v for k, v in dataclasses.asdict(cfg.train).items() if k not in ("threads", "device")
     }
+    if cfg.model.checkpoint is None:
+        del model["checkpoint"]  # added later: trained bases cached before it keep their key
+    else:
+        # weights that were given, not trained: the file's contents decide, not its name
+        model["checkpoint"] = file_sha256(Path(cfg.model.checkpoint), "model.checkpoint")
+        train = "pretrained"
+    payload = {"model": model, "data": data, "train": train}
     blob = json.dumps(payload, sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()[:12]
+
+
+def file_sha256(path: Path, key: str) -> str:
+    """SHA-256 of a file's bytes; a missing file is a ConfigError naming ``key``."""
+    if not path.is_file():
+        raise ConfigError(key, str(path), "an existing file (relative to the working directory)")
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 # ---------------------------------------------------------------------------------------------

@@ -12,9 +12,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from autocompress.checkpoint import load_checkpoint, save_checkpoint
-from autocompress.config import Config, base_key
+from autocompress.checkpoint import load_checkpoint, read_pretrained, save_checkpoint
+from autocompress.config import Config, base_key, file_sha256
 from autocompress.data import Splits
+from autocompress.errors import CheckpointError
 from autocompress.files import write_atomic
 from autocompress.models import build_model, model_spec
 from autocompress.train.device import on_device, resolve_device
@@ -40,7 +41,8 @@ def allowed_by(cfg: Config) -> list[str]:
 
 
 def base_path(cfg: Config) -> Path:
-    """``runs/<name>/base-<hash>.pt``: the hash covers model, data and train settings."""
+    """``runs/<name>/base-<hash>.pt``: the hash covers model, data and train settings (or the
+    contents of ``model.checkpoint``, when the base starts from given weights)."""
     return cfg.run_dir / f"base-{base_key(cfg)}.pt"
 
 
@@ -50,13 +52,32 @@ def init_model(spec: dict[str, Any], seed: int) -> nn.Module:
     return build_model(spec)
 
 
+def load_pretrained(model: nn.Module, spec: dict[str, Any], path: Path) -> dict[str, Any]:
+    """Load the weights of ``model.checkpoint`` into ``model``; returns where they came from.
+
+    The tensors must fit the model exactly (every name, every shape): a partial load would
+    start the search from a model that is neither the user's nor a trained one.
+    """
+    state = read_pretrained(path, spec)
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:
+        detail = " ".join(str(exc).split())
+        raise CheckpointError(
+            f"model.checkpoint {path}: the weights do not fit the configured model "
+            f"{spec.get('name') or spec.get('factory')}: {detail[:1500]}"
+        ) from None
+    return {"checkpoint": str(path), "checkpoint_sha256": file_sha256(path, "model.checkpoint")}
+
+
 def ensure_base(
     cfg: Config,
     splits: Splits,
     force: bool = False,
     on_epoch: Callable[[EpochLog], None] | None = None,
 ) -> BaseModel:
-    """Load the cached base model, or train it, evaluate it on the test set and cache it."""
+    """Load the cached base model, or train it (or load ``model.checkpoint``), evaluate it on
+    the test set and cache it."""
     path = base_path(cfg)
     if path.exists() and not force:
         # the factory the user's config names may be imported; any other in the file is refused
@@ -66,16 +87,29 @@ def ensure_base(
     model = init_model(spec, cfg.train.seed)
     start = time.perf_counter()
     device = resolve_device(cfg.train.device)
-    history = fit(model, splits, cfg.train, cfg.data.batch_size, on_epoch, device)
+    source: dict[str, Any] = {}
+    if cfg.model.checkpoint is None:
+        history = fit(model, splits, cfg.train, cfg.data.batch_size, on_epoch, device)
+    else:
+        source = load_pretrained(model, spec, Path(cfg.model.checkpoint))
+        history = []
     seconds = time.perf_counter() - start
     with on_device(device, model):
         test_accuracy = evaluate(model, splits.x_test, splits.y_test)
+        val_accuracy = (
+            history[-1].val_accuracy
+            if history
+            else evaluate(model, splits.x_val, splits.y_val)
+            if len(splits.x_val)
+            else float("nan")
+        )
     metrics = {
         "test_accuracy": test_accuracy,
         "device": str(device),
-        "val_accuracy": history[-1].val_accuracy,
+        "val_accuracy": val_accuracy,
+        **source,
         "train_seconds": round(seconds, 2),
-        "epochs": cfg.train.epochs,
+        "epochs": cfg.train.epochs if history else 0,
         "threads": torch.get_num_threads(),
         "history": [
             {
