@@ -28,7 +28,9 @@ data:
 	else echo "Put the IDX files of Fashion-MNIST in $(DATA)/FashionMNIST/raw/ and of MNIST in $(DATA)/MNIST/raw/ (torchvision layout), or set FETCH=path/to/fetch-datasets"; exit 1; fi
 
 data-cifar10:
-	"$(FETCH)" "$(DATA)" cifar10
+	@if [ -x "$(FETCH)" ]; then "$(FETCH)" "$(DATA)" cifar10; \
+	elif [ -f "$(DATA)/cifar-10-batches-py/test_batch" ]; then echo "cifar10 present in $(DATA)/"; \
+	else echo "Unpack cifar-10-python.tar.gz into $(DATA)/ (torchvision layout), or set FETCH=path/to/fetch-datasets"; exit 1; fi
 
 # The main job: train (or reuse) LeNet-5 on Fashion-MNIST, search 40 per-layer policies under a
 # MACs budget of 25% (a SQLite study in the run directory; re-running resumes it), print the
@@ -43,8 +45,9 @@ test: setup
 	$(PY) -m pytest
 
 # Longer runs (minutes): base-model accuracy targets on Fashion-MNIST and MNIST, a real-data
-# search, a Ray search stopped with Ctrl-C and resumed, a search on a `ray start` cluster.
-test-slow: setup data
+# search, a Ray search stopped with Ctrl-C and resumed, a search on a `ray start` cluster, the
+# integer ONNX exports of LeNet-5 (MNIST) and the committed ResNet-20 (CIFAR-10) against their reports.
+test-slow: setup data data-cifar10
 	$(PY) -m pytest -m slow
 
 lint: setup
