@@ -86,7 +86,10 @@ class Recipe(Protocol):
         can, each score passed to ``report``, which may stop it by returning False)."""
         ...
 
-    def validate(self, model: nn.Module) -> float: ...
+    def validate(self, model: nn.Module, limit: int | None = None) -> float:
+        """The validation score; on the first ``limit`` samples where the recipe can take
+        fewer (a user's own ``evaluate`` callable always scores its whole set)."""
+        ...
 
     def test(self, model: nn.Module) -> float | None:
         """The test score for reports, None where there is no test data."""
@@ -134,9 +137,10 @@ class SplitsRecipe:
         )
         return Tuned(result.val_accuracy, result.stopped_early, result.history)
 
-    def validate(self, model: nn.Module) -> float:
+    def validate(self, model: nn.Module, limit: int | None = None) -> float:
+        x, y = self.splits.x_val[:limit], self.splits.y_val[:limit]
         with on_device(resolve_device(self.device), model):
-            return evaluate(model, self.splits.x_val, self.splits.y_val)
+            return evaluate(model, x, y)
 
     def test(self, model: nn.Module) -> float | None:
         with on_device(resolve_device(self.device), model):
@@ -250,16 +254,27 @@ class UserRecipe:
                 if not seen:
                     raise AutocompressError("train_data yielded no batch")
 
-    def validate(self, model: nn.Module) -> float:
+    def validate(self, model: nn.Module, limit: int | None = None) -> float:
         if self.evaluate is not None:
             model.eval()
             with torch.no_grad():
                 return float(self.evaluate(model))
         assert self.val_data is not None
-        return accuracy(model, self.val_data, self.device)
+        data = self.val_data if limit is None else _first_samples(self.val_data, limit)
+        return accuracy(model, data, self.device)
 
     def test(self, model: nn.Module) -> float | None:
         return None if self.test_data is None else accuracy(model, self.test_data, self.device)
+
+
+def _first_samples(data: Batches, limit: int) -> Iterable[Sequence[Any]]:
+    """The batches of ``data`` until ``limit`` samples have been seen (the last one whole)."""
+    seen = 0
+    for batch in data:
+        if seen >= limit:
+            return
+        yield batch
+        seen += len(batch[1])
 
 
 def _length_of(data: Any) -> int | None:

@@ -117,8 +117,9 @@ def test_the_api_docstring_examples_run() -> None:
 
     import autocompress.api
     import autocompress.cost.metrics
+    import autocompress.fidelity
 
     residual = importlib.import_module("autocompress.compress.residual")  # `compress` is the API's
-    for module in (autocompress.api, autocompress.cost.metrics, residual):
+    for module in (autocompress.api, autocompress.cost.metrics, autocompress.fidelity, residual):
         result = doctest.testmod(module, optionflags=doctest.NORMALIZE_WHITESPACE)
         assert result.attempted and not result.failed, module.__name__
