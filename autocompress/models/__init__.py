@@ -22,11 +22,13 @@ from autocompress.models.lenet import LeNet5, LeNet300100
 from autocompress.models.mobilenetv2 import MobileNetV2Cifar
 from autocompress.models.resnet_cifar import ResNetCifar
 from autocompress.models.vgg import VGG
+from autocompress.models.vgg_small import VGGSmall
 
 ZOO: dict[str, Callable[..., nn.Module]] = {
     "lenet300_100": LeNet300100,
     "lenet5": LeNet5,
     "vgg16_bn": functools.partial(VGG, 16),
+    "vgg_small": VGGSmall,
     "resnet20": functools.partial(ResNetCifar, 20),
     "resnet32": functools.partial(ResNetCifar, 32),
     "resnet56": functools.partial(ResNetCifar, 56),

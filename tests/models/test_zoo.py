@@ -5,9 +5,15 @@ import torch
 
 from autocompress.models import ZOO, build_model, model_spec
 
-SHAPES = {"lenet300_100": (1, 28, 28), "lenet5": (1, 28, 28)}
+SHAPES = {"lenet300_100": (1, 28, 28), "lenet5": (1, 28, 28), "vgg_small": (1, 28, 28)}
 # published parameter counts; ResNets: option A plus 2,752 for the two option-B projections
-PARAMS = {"lenet300_100": 266_610, "lenet5": 431_080, "resnet20": 272_474, "resnet56": 855_770}
+PARAMS = {
+    "lenet300_100": 266_610,
+    "lenet5": 431_080,
+    "resnet20": 272_474,
+    "resnet56": 855_770,
+    "vgg_small": 584_618,  # 32-32-64-64-128-128 convs with BN, 1152 -> 256 -> 10
+}
 
 
 @pytest.mark.parametrize("name", list(ZOO))
