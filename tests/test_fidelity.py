@@ -8,10 +8,11 @@ import pytest
 import torch
 from torch import nn
 
+from autocompress.compress.layers import stored_weight
 from autocompress.compress.lowrank import factorize
 from autocompress.config import load_config
 from autocompress.export import build
-from autocompress.fidelity import adapt_batchnorm, correct_bias, zero_cost
+from autocompress.fidelity import adapt_batchnorm, correct_outputs, zero_cost
 from autocompress.policy import LayerChoice, Policy
 from autocompress.recipe import UserRecipe
 from autocompress.runs import prepare, splits_recipe
@@ -23,9 +24,11 @@ def batches(n: int = 4, features: int = 6) -> list[torch.Tensor]:
     return [torch.randn(64, features, generator=g) for _ in range(n)]
 
 
-def output_mean(model: nn.Module, xs: list[torch.Tensor]) -> torch.Tensor:
+def output_stats(model: nn.Module, xs: list[torch.Tensor]) -> torch.Tensor:
+    """Each output's mean and standard deviation over the batches, stacked."""
     with torch.no_grad():
-        return torch.cat([model(x) for x in xs]).mean(0)
+        out = torch.cat([model(x) for x in xs])
+    return torch.stack([out.mean(0), out.std(0, correction=0)])
 
 
 @pytest.fixture(scope="module")
@@ -62,10 +65,10 @@ def test_zero_cost_repairs_a_pruned_model_without_training(digits) -> None:
     as_compressed = recipe.validate(model)
     result = zero_cost(model, run.base.model, recipe, val_subset=None)
     assert result.batchnorms == 3 and result.corrected == 1  # the head keeps its 10 outputs
-    # re-estimated statistics and one corrected bias, nothing else: no weight was trained
+    # re-estimated statistics and the head's output statistics, nothing else was changed
     after = model.state_dict()
     changed = [k for k, v in before.items() if not torch.equal(v, after[k])]
-    assert changed == ["head.bias"]
+    assert changed == ["head.weight", "head.bias"]
     # the repair is worth several points here (0.817 -> 0.877 when written)
     assert result.score > as_compressed + 0.02
 
@@ -82,26 +85,39 @@ def test_the_score_is_taken_on_a_fixed_validation_subset(digits) -> None:
     assert user.validate(model) == evaluate(model, x, y)
 
 
-def test_bias_correction_moves_output_means_back_to_the_base() -> None:
+def test_output_correction_moves_means_and_spreads_back_to_the_base() -> None:
     torch.manual_seed(0)
     base = nn.Sequential(nn.Linear(6, 8), nn.ReLU(), nn.Linear(8, 3)).eval()
     model = copy.deepcopy(base)
-    with torch.no_grad():  # a compression that shifts every layer's output
+    with torch.no_grad():  # a compression that shrinks and shifts every layer's output
         model[0].weight.mul_(0.6)
         model[2].weight.add_(0.1)
     xs = batches()
-    assert not torch.allclose(output_mean(model, xs), output_mean(base, xs), atol=1e-2)
-    assert correct_bias(model, base, xs) == 2
-    assert torch.allclose(output_mean(model, xs), output_mean(base, xs), atol=1e-5)
+    assert not torch.allclose(output_stats(model, xs), output_stats(base, xs), atol=1e-2)
+    assert correct_outputs(model, base, xs) == 2
+    assert torch.allclose(output_stats(model, xs), output_stats(base, xs), atol=1e-4)
+
+
+def test_shared_weights_get_their_mean_corrected_only(digits) -> None:
+    run, recipe = digits
+    policy = Policy(run.profile.model, {"head": LayerChoice(clusters=4)})
+    model = build(run.base.model, run.profile, policy, recipe)
+    xs = recipe.calibration()
+    centroids = stored_weight(model.head).clone()
+    # every biased layer keeps its outputs here: the head, and conv_a, conv_b, dw, pw as they were
+    assert correct_outputs(model, run.base.model, xs) == 5
+    assert torch.equal(stored_weight(model.head), centroids)  # still 4 shared values
+    mean = output_stats(model, [x.args[0] for x in xs])[0]
+    assert torch.allclose(mean, output_stats(run.base.model, [x.args[0] for x in xs])[0], atol=1e-4)
 
 
 def test_layers_pruned_at_their_output_are_left_alone() -> None:
     torch.manual_seed(0)
     base = nn.Sequential(nn.Linear(6, 8), nn.ReLU(), nn.Linear(8, 3)).eval()
     model = nn.Sequential(nn.Linear(6, 5), nn.ReLU(), nn.Linear(5, 3)).eval()
-    first_bias = model[0].bias.detach().clone()
-    assert correct_bias(model, base, batches()) == 1
-    assert torch.equal(model[0].bias, first_bias)
+    first = [p.detach().clone() for p in model[0].parameters()]
+    assert correct_outputs(model, base, batches()) == 1
+    assert all(torch.equal(a, b) for a, b in zip(model[0].parameters(), first, strict=True))
 
 
 def test_a_low_rank_pair_is_corrected_through_its_second_factor() -> None:
@@ -110,8 +126,8 @@ def test_a_low_rank_pair_is_corrected_through_its_second_factor() -> None:
     model = copy.deepcopy(base)
     model[2] = factorize(model[2], 0.25)
     xs = batches()
-    assert correct_bias(model, base, xs) == 2
-    assert torch.allclose(output_mean(model, xs), output_mean(base, xs), atol=1e-5)
+    assert correct_outputs(model, base, xs) == 2
+    assert torch.allclose(output_stats(model, xs), output_stats(base, xs), atol=1e-4)
 
 
 def test_adaptive_batchnorm_keeps_the_modes_and_momenta() -> None:

@@ -1,0 +1,150 @@
+"""How well the zero-cost fidelity ranks candidates against the fine-tuned score.
+
+    python benchmarks/zero_cost_rank.py experiments/lenet5-fashion-mnist.yaml --candidates 50
+
+Draws ``--candidates`` random policies at the config's budget: every knob gets a random share
+of the compression (positions d in [0, 1]), scaled together (t·d) to the least compression
+that meets the budget, or projected onto it as the search does where even the full scale does
+not — so all of them are candidates the search would compare with each other. Each is built
+once (compressed, activation ranges
+calibrated), then scored three ways from copies of that one model:
+
+- **as compressed**: the validation subset's score with no repair at all;
+- **zero-cost**: :func:`autocompress.fidelity.zero_cost` (adaptive BatchNorm, bias
+  correction), on the same subset;
+- **fine-tuned**: the search trial's own score — the configured short distilled fine-tune
+  (``finetune.steps``/``epochs``, or ``--steps``) and the whole validation split.
+
+Prints Spearman's and Kendall's rank correlations of each cheap score with the fine-tuned one,
+how many of the fine-tuned top quarter each cheap score's top quarter holds, and the seconds
+each score costs. ``--json PATH`` writes every candidate's scores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import random
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from scipy import stats
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from autocompress.config import load_config
+from autocompress.cost.metrics import compute_costs
+from autocompress.export import build, tune
+from autocompress.fidelity import VAL_SUBSET, zero_cost
+from autocompress.policy import Policy
+from autocompress.recipe import Length
+from autocompress.runs import prepare, splits_recipe
+from autocompress.search.objective import finetune_length
+from autocompress.spaces import SearchSpace, build_space
+from autocompress.spaces.budget import Budget, feasible, project, resolve_budget, smallest
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("config")
+    parser.add_argument("--candidates", type=int, default=50)
+    parser.add_argument("--steps", type=int, help="fine-tune steps (default: the config's)")
+    parser.add_argument("--subset", type=int, default=VAL_SUBSET, help="validation images")
+    parser.add_argument("--seed", type=int, default=0, help="draws of the random policies")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+
+    cfg = load_config(args.config, args.set)
+    run = prepare(cfg)
+    base, profile = run.base.model, run.profile
+    recipe = splits_recipe(cfg, run.splits)
+    space = build_space(cfg.space, profile, cfg.compress.round_to)
+    base_costs = compute_costs(profile, Policy(profile.model), cfg.compress.round_to).as_dict()
+    budget = resolve_budget(cfg.budget, base_costs)
+    length = Length(steps=args.steps) if args.steps else finetune_length(cfg)
+    rng = random.Random(args.seed)
+    print(
+        f"{cfg.name}: base {run.base.metrics['test_accuracy']:.2%} test; {args.candidates} random "
+        f"policies at the budget {dict(cfg.budget)}; fine-tune {length.describe()}; "
+        f"cheap scores on {args.subset} validation images",
+        flush=True,
+    )
+    rows = []
+    while len(rows) < args.candidates:
+        params = at_budget(space, budget, {k.name: rng.random() for k in space.knobs})
+        if params is None:
+            continue
+        policy = space.policy(params)
+        built = build(base, profile, policy, recipe, cfg.compress)
+        clock = time.perf_counter()
+        plain = recipe.validate(copy.deepcopy(built), limit=args.subset)
+        t_plain = time.perf_counter() - clock
+        clock = time.perf_counter()
+        cheap = zero_cost(copy.deepcopy(built), base, recipe, args.subset)
+        t_zero = time.perf_counter() - clock
+        clock = time.perf_counter()
+        _, tuned, _ = tune(
+            built, base, profile, policy, recipe, length, cfg.finetune_seed, cfg.compress
+        )
+        t_tune = time.perf_counter() - clock
+        macs = compute_costs(profile, policy, cfg.compress.round_to).macs / base_costs["macs"]
+        rows.append(
+            {
+                "policy": policy.to_dict(),
+                "macs_ratio": macs,
+                "as_compressed": plain,
+                "zero_cost": cheap.score,
+                "fine_tuned": tuned.val_accuracy,
+                "seconds": {"as_compressed": t_plain, "zero_cost": t_zero, "fine_tuned": t_tune},
+            }
+        )
+        print(
+            f"  {len(rows):>3}  macs {macs:6.1%}  as compressed {plain:6.2%}  "
+            f"zero-cost {cheap.score:6.2%}  fine-tuned {tuned.val_accuracy:6.2%}",
+            flush=True,
+        )
+    summary = summarize(rows)
+    print(json.dumps(summary, indent=2))
+    if args.json:
+        args.json.write_text(json.dumps({"summary": summary, "candidates": rows}, indent=2))
+
+
+def at_budget(
+    space: SearchSpace, budget: Budget, shares: dict[str, float]
+) -> dict[str, Any] | None:
+    top = max(shares.values())
+
+    def scaled(s: float) -> dict[str, Any]:
+        return space.at({k: s * d / top for k, d in shares.items()})
+
+    s = smallest(lambda s: feasible(space, budget, scaled(s)))
+    return scaled(s) if s is not None else project(space, budget, scaled(1.0))
+
+
+def summarize(rows: list[dict]) -> dict[str, object]:
+    truth = [r["fine_tuned"] for r in rows]
+    quarter = max(1, len(rows) // 4)
+    best = set(sorted(range(len(rows)), key=lambda i: -truth[i])[:quarter])
+    out: dict[str, object] = {"candidates": len(rows)}
+    for key in ("as_compressed", "zero_cost"):
+        cheap = [r[key] for r in rows]
+        top = set(sorted(range(len(rows)), key=lambda i: -cheap[i])[:quarter])
+        out[key] = {
+            "spearman": round(float(stats.spearmanr(cheap, truth).statistic), 3),
+            "kendall": round(float(stats.kendalltau(cheap, truth).statistic), 3),
+            f"top_{quarter}_overlap": len(top & best),
+            "median_seconds": round(statistics.median(r["seconds"][key] for r in rows), 3),
+        }
+    out["fine_tuned_median_seconds"] = round(
+        statistics.median(r["seconds"]["fine_tuned"] for r in rows), 3
+    )
+    return out
+
+
+if __name__ == "__main__":
+    main()
