@@ -11,7 +11,7 @@ from pathlib import Path
 
 from torch import nn
 
-from autocompress.api import Search, compress, price, profile, save, search
+from autocompress.api import Search, compress, price, profile, save, search, sensitivity
 from autocompress.checkpoint import load_checkpoint
 from autocompress.cost.metrics import Costs
 from autocompress.cost.profile import Profile
@@ -65,4 +65,5 @@ __all__ = [
     "profile",
     "save",
     "search",
+    "sensitivity",
 ]

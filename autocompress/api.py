@@ -41,8 +41,9 @@ from autocompress.policy import Policy
 from autocompress.recipe import Batches, Evaluate, Finetune, Length, UserRecipe
 from autocompress.search.objective import TrialContext
 from autocompress.search.study import TrialRecord
+from autocompress.sensitivity_analysis import Sensitivity
 
-__all__ = ["Search", "compress", "price", "profile", "save", "search"]
+__all__ = ["Search", "compress", "price", "profile", "save", "search", "sensitivity"]
 
 
 def profile(model: nn.Module, example_inputs: Example, *, name: str | None = None) -> Profile:
@@ -247,6 +248,59 @@ def search(
     with quiet_optuna():
         run_search(ctx, study, trials, on_trial, make_controller(ctx, cfg.search.sampler))
     return handle
+
+
+def sensitivity(
+    model: nn.Module,
+    example_inputs: Example,
+    *,
+    evaluate: Evaluate | None = None,
+    train_data: Batches | None = None,
+    val_data: Batches | None = None,
+    budget: Mapping[str, float | str] | None = None,
+    space: Mapping[str, Any] | None = None,
+    points: int = 4,
+    val_subset: int | None = 1000,
+    device: str = "cpu",
+    settings: Mapping[str, Any] | None = None,
+) -> tuple[Sensitivity, Policy | None]:
+    """How much each knob of ``model``'s search space costs alone, without fine-tuning.
+
+    Every knob (a layer's prune ratio, rank, bits …; ``space`` as in YAML) is applied alone at
+    ``points`` settings and scored with the zero-cost fidelity: BatchNorm statistics and
+    output statistics re-estimated on a few batches of ``train_data`` (or ``example_inputs``),
+    then ``evaluate(model)`` or top-1 accuracy on the first ``val_subset`` samples of
+    ``val_data``. Returns the :class:`~autocompress.sensitivity_analysis.Sensitivity`
+    (``to_dict()``, ``curves()``; ``autocompress.sensitivity_analysis.write`` plots it) and,
+    under a ``budget``, the equal-loss allocation as a policy to ``compress`` or to start a
+    search from.
+
+    Example::
+
+        found, policy = autocompress.sensitivity(net, torch.zeros(1, 1, 28, 28),
+                                                 train_data=train_loader, val_data=val_loader,
+                                                 budget={"macs": "30%"})
+    """
+    from autocompress.sensitivity_analysis import analyze
+    from autocompress.spaces import build_space
+    from autocompress.spaces.budget import resolve_budget
+
+    raw: dict[str, Any] = {k: copy.deepcopy(v) for k, v in (settings or {}).items()}
+    raw["name"] = type(model).__name__.lower()
+    if budget is not None:
+        raw["budget"] = dict(budget)
+    if space is not None:
+        raw["space"] = dict(space)
+    cfg = parse_settings(raw)
+    inputs = as_inputs(example_inputs)
+    prof = profile(model, inputs, name=type(model).__name__)
+    recipe = UserRecipe(evaluate, None, train_data, val_data, None, inputs, device=device)
+    knobs = build_space(cfg.space, prof, cfg.compress.round_to)
+    base = copy.deepcopy(model).eval()
+    found = analyze(base, prof, knobs, recipe, cfg.compress, points, val_subset)
+    base_costs = compute_costs(prof, Policy(prof.model), cfg.compress.round_to).as_dict()
+    params = found.allocation(knobs, resolve_budget(cfg.budget, base_costs))
+    return found, None if params is None else knobs.policy(params)
 
 
 class Search:

@@ -118,6 +118,18 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print JSON instead of tables")
     p.set_defaults(func=cmd_cost)
 
+    p = command(
+        "sensitivity",
+        "score each layer's knob alone at several settings without fine-tuning (zero-cost), "
+        "and derive an equal-loss allocation under the budget",
+    )
+    p.add_argument("--points", type=int, default=4, help="settings per continuous knob")
+    p.add_argument(
+        "--subset", type=int, help="validation images each score is taken on (default 1000)"
+    )
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.set_defaults(func=cmd_sensitivity)
+
     p = command("search", "search per-layer policies under the budget (resumes if re-run)")
     p.add_argument("--trials", type=int, help="total trials in the study (search.trials)")
     p.add_argument("--sampler", help="tpe, nsga2, gp, cmaes, random or rl (search.sampler)")
@@ -360,6 +372,48 @@ def _print_report(report: dict[str, Any], title: str) -> None:
 
 # ---------------------------------------------------------------------------------------------
 # cost
+
+
+def cmd_sensitivity(cfg: Config, args: argparse.Namespace) -> int:
+    from autocompress.commands import sensitivity
+
+    def short(value: Any) -> str:
+        return f"{value:.2f}" if isinstance(value, float) else str(value)
+
+    def on_point(p: Any) -> None:
+        if not args.json:
+            console.print(
+                f"  {p.knob:<28} {short(p.value):>8}  {p.score:7.2%}  MACs {p.macs_ratio:6.1%}"
+            )
+
+    if not args.json:
+        console.print(f"Scoring each knob of {cfg.name} alone (zero-cost: no fine-tuning).")
+    result = sensitivity(cfg, args.points, args.subset, on_point)
+    found = result.sensitivity
+    if args.json:
+        payload = found.to_dict()
+        payload["allocation"] = result.allocation.to_dict() if result.allocation else None
+        payload["allocation_macs_ratio"] = result.macs_ratio
+        print(json.dumps(payload, indent=2, default=str))
+        return 0
+    table = Table(title=f"sensitivity · {found.model} · base {found.base_score:.2%}")
+    table.add_column("knob")
+    values = sorted({i for points in found.curves().values() for i in range(len(points))})
+    for i in values:
+        table.add_column(f"setting {i + 1}", justify="right")
+    for knob, points in found.curves().items():
+        cells = [f"{short(p.value)}: {100 * (p.score - found.base_score):+.1f} pt" for p in points]
+        table.add_row(knob, *cells, *[""] * (len(values) - len(cells)))
+    console.print(table)
+    for label, path in result.files.items():
+        console.print(f"{label}: {path}", soft_wrap=True)
+    if result.allocation is not None:
+        console.print(
+            f"equal-loss allocation at {result.macs_ratio:.1%} of the MACs: "
+            f"{result.files['policy']} (try it: autocompress apply CONFIG --policy ...)",
+            soft_wrap=True,
+        )
+    return 0
 
 
 def cmd_cost(cfg: Config, args: argparse.Namespace) -> int:

@@ -75,6 +75,54 @@ def train(
     return ensure_base(cfg, splits, force=force, on_epoch=on_epoch)
 
 
+# -------------------------------------------------------------------------------- sensitivity
+@dataclass(frozen=True)
+class SensitivityResult:
+    """What ``sensitivity`` measured and wrote."""
+
+    sensitivity: Any  # autocompress.sensitivity_analysis.Sensitivity
+    files: dict[str, Path]  # json, png, and policy (the equal-loss allocation) if any
+    allocation: Any  # its Policy, or None without an analytic budget
+    macs_ratio: float | None  # the allocation's MACs to the base's
+
+
+def sensitivity(
+    cfg: Config, points: int = 4, val_subset: int | None = None, on_point: Any = None
+) -> SensitivityResult:
+    """Each knob of the config's space alone at ``points`` settings, scored with the
+    zero-cost fidelity; writes ``sensitivity.json``/``.png`` and, under an analytic budget,
+    the equal-loss allocation as ``sensitivity-policy.yaml`` in the run directory."""
+    from autocompress.cost.metrics import compute_costs
+    from autocompress.fidelity import VAL_SUBSET
+    from autocompress.runs import prepare, splits_recipe
+    from autocompress.sensitivity_analysis import analyze, write
+    from autocompress.spaces import build_space
+    from autocompress.spaces.budget import resolve_budget
+
+    if not 1 <= points <= 100:
+        raise ConfigError("--points", points, "an integer in [1, 100]")
+    if val_subset is not None and val_subset < 1:
+        raise ConfigError("--subset", val_subset, "a positive number of validation images")
+    run = prepare(cfg)
+    round_to = cfg.compress.round_to
+    space = build_space(cfg.space, run.profile, round_to)
+    recipe = splits_recipe(cfg, run.splits)
+    subset = VAL_SUBSET if val_subset is None else val_subset
+    found = analyze(
+        run.base.model, run.profile, space, recipe, cfg.compress, points, subset, on_point
+    )
+    files = write(found, cfg.run_dir)
+    base_costs = compute_costs(run.profile, Policy(run.profile.model), round_to)
+    params = found.allocation(space, resolve_budget(cfg.budget, base_costs.as_dict()))
+    if params is None:
+        return SensitivityResult(found, files, None, None)
+    policy = space.policy(params)
+    files["policy"] = cfg.run_dir / "sensitivity-policy.yaml"
+    policy.save(files["policy"])
+    macs = compute_costs(run.profile, policy, round_to).macs / base_costs.macs
+    return SensitivityResult(found, files, policy, macs)
+
+
 # ---------------------------------------------------------------------------------------- cost
 def cost(cfg: Config, policy_path: Path | None = None) -> dict[str, Any]:
     """Price the configured model as it is, or a policy file, without training: per-layer and

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from autocompress.files import replace_atomic
 from autocompress.search.study import TrialRecord
+
+if TYPE_CHECKING:
+    from autocompress.sensitivity_analysis import Sensitivity
 
 LABELS = {
     "macs": "MACs",
@@ -132,3 +136,29 @@ def pareto_html(
 
 def _short(value: object) -> str:
     return f"{value:.3g}" if isinstance(value, float) else str(value)
+
+
+def sensitivity_png(sensitivity: Sensitivity, path: Path) -> None:
+    """Score against each knob's value, one panel per kind of knob, one line per layer."""
+    from matplotlib.figure import Figure  # not pyplot: see pareto_png
+
+    curves = sensitivity.curves()
+    kinds = sorted({name.rpartition("/")[2] for name in curves})
+    fig = Figure(figsize=(5 * len(kinds), 4), dpi=120)
+    axes = fig.subplots(1, len(kinds), squeeze=False)
+    for ax, kind in zip(axes[0], kinds, strict=True):
+        for name, points in curves.items():
+            if name.rpartition("/")[2] != kind:
+                continue
+            xs = [float(p.value) for p in points]
+            ax.plot(xs, [100 * p.score for p in points], marker="o", label=name.rpartition("/")[0])
+        ax.axhline(100 * sensitivity.base_score, color="grey", linestyle="--", linewidth=1)
+        ax.set_xlabel(kind)
+        ax.set_ylabel("zero-cost validation accuracy (%)")
+        if kind == "rank":
+            ax.invert_xaxis()  # more compression to the right, as for the other knobs
+        ax.legend(fontsize=7)
+        ax.grid(alpha=0.3)
+    fig.suptitle(f"sensitivity · {sensitivity.model} (each knob alone)", fontsize=9)
+    fig.tight_layout()
+    replace_atomic(path, lambda tmp: fig.savefig(tmp, format="png"))
