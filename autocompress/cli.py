@@ -619,7 +619,7 @@ def _search_summary(cfg: Config, recs: list[Any]) -> None:
             ("fine-tune s", lambda r: f"{r.finetune_seconds:.1f}"),
         )
     )
-    uniform = [r for r in recs if r.scored and r.baseline]
+    uniform = [r for r in recs if r.scored and r.baseline and r.baseline.startswith("uniform")]
     searched = [r for r in recs if r.scored and not r.baseline]
     if uniform and searched:
         u = max(r.val_accuracy or 0 for r in uniform)

@@ -254,6 +254,9 @@ class SearchConfig:
     uniform: int = _check(
         _between(0, 1000), "an integer in [0, 1000]", 3
     )  # uniform baselines enqueued
+    # also enqueue the equal-loss allocation of a zero-cost sensitivity analysis (each knob
+    # alone at a few settings, scored without fine-tuning; written beside the study)
+    sensitivity: bool = False
     # the RL agent (sampler: rl): reward, and episodes of random actions before it learns
     rl_reward: Literal["accuracy", "amc"] = "accuracy"
     rl_warmup: int = _check(_between(0, 10**7), "an integer in [0, 1e7]", 10)

@@ -80,3 +80,25 @@ def test_the_api_returns_the_analysis_and_a_policy() -> None:
     assert policy is not None and policy.layers
     prof = autocompress.profile(model, x[:1])
     assert autocompress.price(prof, policy).macs <= 0.6 * autocompress.price(prof).macs
+
+
+def test_a_search_enqueues_the_allocation_beside_the_uniform_baselines(write_config) -> None:
+    from autocompress.search.loop import SENSITIVITY_BASELINE
+    from autocompress.search.study import load_study, records
+
+    config = write_config(
+        {"budget": {"macs": "50%"}, "search": {"trials": 4, "uniform": 2, "sensitivity": True}}
+    )
+    assert main(["search", str(config), "--set", "finetune.steps=5"]) == 0
+    cfg = load_config(config)
+    recs = records(load_study(cfg))
+    kinds = [r.baseline for r in recs[:3]]
+    assert kinds[2] == SENSITIVITY_BASELINE and all(k.startswith("uniform") for k in kinds[:2])
+    assert recs[2].feasible and recs[2].scored
+    # the analysis that chose it lies beside the study, and gives the same policy again
+    run = prepare(cfg)
+    space = build_space(cfg.space, run.profile)
+    budget = resolve_budget(cfg.budget, compute_costs(run.profile, Policy("m")).as_dict())
+    params = read(cfg.run_dir / "sensitivity.json").allocation(space, budget)
+    assert params is not None
+    assert recs[2].policy["layers"] == space.policy(params).to_dict()["layers"]

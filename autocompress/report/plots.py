@@ -29,7 +29,10 @@ def _groups(records: Sequence[TrialRecord], metric: str) -> dict[str, list[Trial
     scored = [r for r in records if r.scored and metric in r.ratios]
     return {
         "searched": [r for r in scored if r.baseline is None],
-        "uniform baselines": [r for r in scored if r.baseline is not None],
+        "uniform baselines": [r for r in scored if (r.baseline or "").startswith("uniform")],
+        "sensitivity allocation": [
+            r for r in scored if r.baseline and not r.baseline.startswith("uniform")
+        ],
         "over budget": [
             r for r in records if r.state == "complete" and not r.feasible and metric in r.ratios
         ],
@@ -51,6 +54,7 @@ def pareto_png(
     styles = {
         "searched": {"color": "#4c72b0", "marker": "o", "alpha": 0.6},
         "uniform baselines": {"color": "#dd8452", "marker": "s", "alpha": 0.9},
+        "sensitivity allocation": {"color": "#55a868", "marker": "D", "alpha": 0.9},
     }
     for name, group in _groups(records, metric).items():
         if name == "over budget" or not group:

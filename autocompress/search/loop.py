@@ -15,6 +15,7 @@ import zlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
+from typing import Any
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
@@ -108,10 +109,27 @@ def prepare_study(ctx: TrialContext, sampler_name: str) -> tuple[optuna.Study, l
             position = ctx.space.positions(params)
             t = sum(position.values()) / max(len(position), 1)
             study.enqueue_trial(params, user_attrs={"baseline": f"uniform {t:.3f}"})
+        if cfg.search.sensitivity:
+            allocation = sensitivity_allocation(ctx)
+            if allocation is not None:
+                study.enqueue_trial(allocation, user_attrs={"baseline": SENSITIVITY_BASELINE})
         study.set_user_attr("knobs", [k.name for k in ctx.space.knobs])  # last: "set up"
     else:
         check_compatible(study, cfg, [k.name for k in ctx.space.knobs])
     return study, recovered
+
+
+SENSITIVITY_BASELINE = "sensitivity (equal loss)"
+
+
+def sensitivity_allocation(ctx: TrialContext) -> dict[str, Any] | None:
+    """The equal-loss allocation of a zero-cost sensitivity analysis of the search's space
+    (its table written to the run directory), or None without an analytic budget."""
+    from autocompress.sensitivity_analysis import analyze, write
+
+    found = analyze(ctx.base, ctx.profile, ctx.space, ctx.recipe, ctx.cfg.compress)
+    write(found, ctx.cfg.run_dir)
+    return found.allocation(ctx.space, ctx.budget)
 
 
 def run_search(
