@@ -33,8 +33,15 @@ def output_stats(model: nn.Module, xs: list[torch.Tensor]) -> torch.Tensor:
 
 @pytest.fixture(scope="module")
 def digits(write_config_module):
+    """The digits base model, trained once for the module (on one thread, as every test
+    runs: the function-scoped fixture that sets it has not run yet here)."""
     cfg = load_config(write_config_module())
-    run = prepare(cfg)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        run = prepare(cfg)
+    finally:
+        torch.set_num_threads(threads)
     return run, splits_recipe(cfg, run.splits)
 
 
