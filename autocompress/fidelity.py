@@ -29,7 +29,7 @@ works on the model in place and costs a few forward passes.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -164,13 +164,17 @@ def _channel_axis(module: nn.Module) -> int:
     return -1 if linear else 1
 
 
-def _run_order(
-    model: nn.Module, names: list[str], batches: Sequence[torch.Tensor | Inputs]
-) -> list[str]:
-    order: list[str] = []
+def _run_with_hooks(
+    model: nn.Module,
+    names: list[str],
+    batches: Sequence[torch.Tensor | Inputs],
+    hook: Callable[[nn.Module, object, str], None],
+) -> None:
+    """Run ``batches`` through ``model`` with ``hook(module, output, name)`` on each named
+    module's forward; the hooks are removed afterwards."""
     handles = [
         model.get_submodule(name).register_forward_hook(
-            lambda _m, _i, _o, name=name: order.append(name) if name not in order else None
+            lambda m, _i, o, name=name: hook(m, o, name)
         )
         for name in names
     ]
@@ -180,6 +184,18 @@ def _run_order(
     finally:
         for h in handles:
             h.remove()
+
+
+def _run_order(
+    model: nn.Module, names: list[str], batches: Sequence[torch.Tensor | Inputs]
+) -> list[str]:
+    order: list[str] = []
+    _run_with_hooks(
+        model,
+        names,
+        batches,
+        lambda _m, _o, name: order.append(name) if name not in order else None,
+    )
     return order
 
 
@@ -192,7 +208,7 @@ def _channel_stats(
     squares: dict[str, torch.Tensor] = {}
     counts: dict[str, int] = {}
 
-    def hook(module: nn.Module, _inputs: object, output: object, name: str) -> None:
+    def hook(module: nn.Module, output: object, name: str) -> None:
         if not torch.is_tensor(output) or output.dim() < 2:
             return
         axis = _channel_axis(module) % output.dim()
@@ -201,18 +217,7 @@ def _channel_stats(
         squares[name] = squares.get(name, 0) + (flat * flat).sum(0)
         counts[name] = counts.get(name, 0) + flat.shape[0]
 
-    handles = [
-        model.get_submodule(name).register_forward_hook(
-            lambda m, i, o, name=name: hook(m, i, o, name)
-        )
-        for name in names
-    ]
-    try:
-        for x in batches:
-            Inputs.of(x)(model)
-    finally:
-        for h in handles:
-            h.remove()
+    _run_with_hooks(model, names, batches, hook)
     out = {}
     for name, total in sums.items():
         mean = total / counts[name]
