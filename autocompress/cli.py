@@ -396,13 +396,16 @@ def cmd_sensitivity(cfg: Config, args: argparse.Namespace) -> int:
         payload["allocation_macs_ratio"] = result.macs_ratio
         print(json.dumps(payload, indent=2, default=str))
         return 0
-    table = Table(title=f"sensitivity · {found.model} · base {found.base_score:.2%}")
-    table.add_column("knob")
+    table = Table(
+        title=f"sensitivity · {found.model} · base {found.base_score:.2%} · "
+        "each setting: value, change in points"
+    )
+    table.add_column("knob", no_wrap=True)
     values = sorted({i for points in found.curves().values() for i in range(len(points))})
     for i in values:
         table.add_column(f"setting {i + 1}", justify="right")
     for knob, points in found.curves().items():
-        cells = [f"{short(p.value)}: {100 * (p.score - found.base_score):+.1f} pt" for p in points]
+        cells = [f"{short(p.value)}: {100 * (p.score - found.base_score):+.1f}" for p in points]
         table.add_row(knob, *cells, *[""] * (len(values) - len(cells)))
     console.print(table)
     for label, path in result.files.items():
