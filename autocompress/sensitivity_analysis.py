@@ -23,6 +23,7 @@ from torch import nn
 from autocompress.config import CompressConfig
 from autocompress.cost.metrics import compute_costs
 from autocompress.cost.profile import Profile
+from autocompress.errors import AutocompressError
 from autocompress.export import build
 from autocompress.fidelity import VAL_SUBSET, zero_cost
 from autocompress.files import write_atomic
@@ -112,6 +113,8 @@ def analyze(
     """Score every knob of ``space`` alone at ``points`` settings (continuous knobs at
     1/points … 1 of their range; discrete ones at each choice that compresses) with the
     zero-cost fidelity. ``on_point`` sees each point as it is measured."""
+    if points < 1:
+        raise AutocompressError(f"points: at least one setting per knob, got {points}")
     settings = settings or CompressConfig()
     base_costs = compute_costs(profile, Policy(profile.model), settings.round_to)
     reference = copy.deepcopy(base)

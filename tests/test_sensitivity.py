@@ -102,3 +102,10 @@ def test_a_search_enqueues_the_allocation_beside_the_uniform_baselines(write_con
     params = read(cfg.run_dir / "sensitivity.json").allocation(space, budget)
     assert params is not None
     assert recs[2].policy["layers"] == space.policy(params).to_dict()["layers"]
+
+
+def test_the_api_refuses_zero_points() -> None:
+    model = tiny_resnet().eval()
+    x = torch.randn(16, 1, 8, 8)
+    with pytest.raises(autocompress.errors.AutocompressError, match="points"):
+        autocompress.sensitivity(model, x[:1], val_data=[(x, torch.zeros(16).long())], points=0)
