@@ -22,7 +22,12 @@ from autocompress.models import ZOO
 from autocompress.policy import LayerChoice, Policy
 from tests.tiny_models import tiny_resnet
 
-SHAPES = {"lenet300_100": (1, 28, 28), "lenet5": (1, 28, 28), "tiny_resnet": (1, 8, 8)}
+SHAPES = {
+    "lenet300_100": (1, 28, 28),
+    "lenet5": (1, 28, 28),
+    "vgg_small": (1, 28, 28),
+    "tiny_resnet": (1, 8, 8),
+}
 MODELS = [*ZOO, "tiny_resnet"]
 BIG = ("vgg16_bn", "resnet56", "mobilenetv2_cifar", "resnet32")
 

@@ -20,7 +20,8 @@ from autocompress.models import ZOO
 from autocompress.policy import LayerChoice, Policy
 from tests.tiny_models import tiny_resnet
 
-SHAPES = {"lenet300_100": (1, 28, 28), "lenet5": (1, 28, 28)}  # the rest are CIFAR models
+# the rest are CIFAR models
+SHAPES = {"lenet300_100": (1, 28, 28), "lenet5": (1, 28, 28), "vgg_small": (1, 28, 28)}
 MODELS = [*ZOO, "tiny_resnet"]
 
 
