@@ -11,7 +11,6 @@ loss threshold at which every knob, set as far as it stays within that loss, mee
 
 from __future__ import annotations
 
-import copy
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
@@ -117,8 +116,7 @@ def analyze(
         raise AutocompressError(f"points: at least one setting per knob, got {points}")
     settings = settings or CompressConfig()
     base_costs = compute_costs(profile, Policy(profile.model), settings.round_to)
-    reference = copy.deepcopy(base)
-    base_score = recipe.validate(reference, limit=val_subset)
+    base_score = recipe.validate(base, limit=val_subset)  # evaluation restores its mode
     out = Sensitivity(profile.model, base_score, val_subset)
     for knob in space.knobs:
         if knob.continuous:
