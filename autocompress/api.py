@@ -150,6 +150,7 @@ def search(
     train_data: Batches | None = None,
     val_data: Batches | None = None,
     test_data: Batches | None = None,
+    select_data: Batches | None = None,
     trials: int = 20,
     sampler: str = "tpe",
     objectives: Sequence[str] = (),
@@ -172,6 +173,12 @@ def search(
     training loop, run for ``steps`` steps on each candidate with the uncompressed model as
     ``teacher`` (default: the built-in distilled fine-tune over ``train_data`` batches of
     ``(inputs, targets)``; with neither, candidates are scored without fine-tuning).
+    The search is multi-fidelity (``search.fidelity``, see :mod:`autocompress.search.schedule`):
+    ``8 × trials`` candidates are scored without fine-tuning (BatchNorm statistics and output
+    statistics repaired on ``train_data`` batches), the best ``trials`` get the fine-tune, and
+    the best 3 of those a longer one, compared on ``select_data`` (batches apart from
+    ``val_data``; without it, on validation). Without ``train_data`` every trial is
+    fine-tuned (``settings={"search": {"fidelity": "short"}}`` asks for that anyway).
     ``space``: the YAML ``space`` section (rules, skip_first, skip_last); ``settings``: any
     other YAML sections (``search``, ``compress``, ``finetune``) as a dict. Trials live in an
     Optuna study (SQLite ``runs_root/name/study.db`` unless ``storage``); calling ``search``
@@ -212,6 +219,9 @@ def search(
             "search.backend: the API runs trials in this process (your callables are not "
             "sent to workers); use the CLI with a model.factory for Ray"
         )
+    if cfg.search.fidelity == "multi" and train_data is None:
+        # zero-cost scores re-estimate statistics on training batches: without any, no screen
+        cfg = dataclasses.replace(cfg, search=dataclasses.replace(cfg.search, fidelity="short"))
     inputs = as_inputs(example_inputs)
     prof = profile(model, inputs, name=type(model).__name__)
     recipe = UserRecipe(
@@ -225,6 +235,7 @@ def search(
         cfg.finetune.distill_weight,
         cfg.finetune.temperature,
         device,
+        select_data,
     )
     searched = build_space(cfg.space, prof, cfg.compress.round_to)
     check_budget_reachable(cfg, searched)
@@ -232,7 +243,7 @@ def search(
     ctx = make_context(cfg, recipe, base, prof, searched)
     with quiet_optuna():
         study, _ = prepare_study(ctx, cfg.search.sampler)
-    if trials <= cfg.search.uniform:
+    if cfg.search.fidelity == "short" and trials <= cfg.search.uniform:
         warnings.warn(
             f"trials={trials} is not more than the {cfg.search.uniform} uniform baselines "
             "queued first: no sampler trial will run; raise trials",
@@ -338,7 +349,8 @@ class Search:
 
     def best(self, **max_ratios: float) -> TrialRecord:
         """The best-scoring trial within budget, and within ``max_ratios`` of the base if
-        given (``best(macs=0.3, size_bytes=0.1)``)."""
+        given (``best(macs=0.3, size_bytes=0.1)``): of a multi-fidelity search, the finalist
+        that scores best on the selection split."""
         from autocompress.search.pareto import best_trial
 
         return best_trial(self.trials(), dict(max_ratios))

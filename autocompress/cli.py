@@ -540,18 +540,39 @@ def cmd_search(cfg: Config, args: argparse.Namespace) -> int:
         best = state["best"]
         return f"best feasible {best:.2%}" if best is not None else "best feasible –"
 
+    from autocompress.search.schedule import rung_counts, uses_schedule
+
+    multi = uses_schedule(cfg)
+    if multi:
+        s = cfg.search
+        console.print(
+            f"multi-fidelity: {s.screen * n} candidates screened without fine-tuning, the best "
+            f"{n} fine-tuned as trials, the best {s.finalists} of those fine-tuned "
+            f"{s.finalist_length:g}× longer and compared on the selection split",
+            soft_wrap=True,
+        )
+
+    def rungs() -> str:
+        if not multi:
+            return ""
+        counts = rung_counts(study)
+        return (
+            f"screened {counts['zero-cost']}/{cfg.search.screen * n} · "
+            f"finalists {counts['long']} · "
+        )
+
     with Progress(
         TextColumn("trials"),
         BarColumn(),
         MofNCompleteColumn(),
-        TextColumn("{task.fields[best]} · front {task.fields[front]}"),
+        TextColumn("{task.fields[rungs]}{task.fields[best]} · front {task.fields[front]}"),
         TextColumn("ETA"),
         TimeRemainingColumn(),
         console=console,
         transient=False,
     ) as progress:
         task = progress.add_task(
-            "search", total=n, completed=min(run.done, n), best=summary(), front=0
+            "search", total=n, completed=min(run.done, n), best=summary(), front=0, rungs=rungs()
         )
 
         def on_trial(trial: Any) -> None:
@@ -563,8 +584,11 @@ def cmd_search(cfg: Config, args: argparse.Namespace) -> int:
                 completed=min(trials_done(study), n),
                 best=summary(),
                 front=len(front(cfg, recs)),
+                rungs=rungs(),
             )
-            progress.console.print(_trial_line(recs[trial.number]), soft_wrap=True)
+            rec = recs[trial.number]
+            if rec.fidelity != "zero-cost":  # screened candidates: counted in the bar
+                progress.console.print(_trial_line(rec), soft_wrap=True)
 
         stopped_by: BaseException | None = None
         try:
@@ -599,19 +623,31 @@ def _trial_line(rec: Any) -> str:
         return f"{head} [yellow]over budget[/] (not fine-tuned)  {costs}"
     status = "stopped early" if rec.state == "pruned" else "val"
     projected = "  (projected into budget)" if rec.projected else ""
+    if rec.fidelity == "short" and rec.promoted_from is not None:
+        projected += f"  (screened as trial {rec.promoted_from})"
+    if rec.fidelity == "long":
+        selection = rec.selection_accuracy
+        status = f"finalist of trial {rec.promoted_from}: " + (
+            f"selection {selection:.2%}, val" if selection is not None else "val"
+        )
     return f"{head} {status} {rec.val_accuracy or 0:.2%}  {costs}  {rec.seconds:.1f}s{projected}"
 
 
 def _search_summary(cfg: Config, recs: list[Any]) -> None:
     from autocompress.search.pareto import front_metrics
 
-    states: dict[str, int] = {}
-    for r in recs:
-        key = "over budget" if r.state == "complete" and not r.feasible else r.state
-        if r.state == "fail" and r.reason and r.reason.startswith(("interrupted", "surplus")):
-            key = r.reason.split(":")[0] + " (retried or not run)"
-        states[key] = states.get(key, 0) + 1
-    console.print("trials: " + ", ".join(f"{v} {k}" for k, v in sorted(states.items())))
+    rungs = {"zero-cost": "screened without fine-tuning", "short": "trials", "long": "finalists"}
+    for fidelity, label in rungs.items():
+        states: dict[str, int] = {}
+        for r in recs:
+            if r.fidelity != fidelity:
+                continue
+            key = "over budget" if r.state == "complete" and not r.feasible else r.state
+            if r.state == "fail" and r.reason and r.reason.startswith(("interrupted", "surplus")):
+                key = r.reason.split(":")[0] + " (retried or not run)"
+            states[key] = states.get(key, 0) + 1
+        if states or fidelity == "short":
+            console.print(f"{label}: " + ", ".join(f"{v} {k}" for k, v in sorted(states.items())))
     metrics = front_metrics(cfg)
     top = sorted((r for r in recs if r.scored), key=lambda r: -(r.val_accuracy or 0))[:5]
     console.print(
@@ -622,6 +658,22 @@ def _search_summary(cfg: Config, recs: list[Any]) -> None:
             ("fine-tune s", lambda r: f"{r.finetune_seconds:.1f}"),
         )
     )
+    finalists = [r for r in recs if r.finalist]
+    if finalists:
+        from autocompress.search.pareto import best_trial
+
+        chosen = best_trial(recs)
+        table = _trials_table(
+            f"finalists · fine-tuned {cfg.search.finalist_length:g}× longer",
+            finalists,
+            metrics,
+            (
+                "selection accuracy",
+                lambda r: f"{r.selection_accuracy:.2%}" if r.selection_accuracy else "–",
+            ),
+        )
+        console.print(table)
+        console.print(f"best (export --best): trial {chosen.number}, chosen on the selection split")
     uniform = [r for r in recs if r.scored and r.baseline and r.baseline.startswith("uniform")]
     searched = [r for r in recs if r.scored and not r.baseline]
     if uniform and searched:

@@ -281,6 +281,7 @@ def start_search(cfg: Config, on_epoch: Callable[[Any], None] | None = None) -> 
     from autocompress.search.objective import check_budget_reachable, make_context
     from autocompress.search.ray_runner import check_backend
     from autocompress.search.samplers import make_sampler
+    from autocompress.search.schedule import refusal, uses_schedule
     from autocompress.search.study import check_compatible, existing_study, trials_done, worker_id
     from autocompress.spaces import build_space
 
@@ -312,7 +313,16 @@ def start_search(cfg: Config, on_epoch: Callable[[Any], None] | None = None) -> 
         trials_done(study),
         layers,
     )
-    if cfg.search.trials <= cfg.search.uniform and search_run.done == 0:
+    why_not = refusal(cfg)
+    if why_not is not None:
+        search_run.notes.append(f"search.fidelity=multi: {why_not}; every trial is fine-tuned")
+    selection = run.splits.x_select
+    if uses_schedule(cfg) and cfg.search.finalists and (selection is None or not len(selection)):
+        search_run.notes.append(
+            "no selection split (data.selection=0, or a data.factory returning Splits "
+            "without one): the finalists are compared on the validation split"
+        )
+    if not uses_schedule(cfg) and cfg.search.trials <= cfg.search.uniform and search_run.done == 0:
         search_run.notes.append(
             f"search.trials={cfg.search.trials} is not more than the {cfg.search.uniform} "
             "uniform baselines queued first: no sampler trial will run (raise --trials)"

@@ -104,6 +104,9 @@ class DataConfig(_Source):
         _between(1, 10**9), "an integer in [1, 1e9], or null for every image", None
     )
     augment: bool | None = None  # None: the dataset's default (crop + flip for CIFAR-10)
+    # the fraction of the held-out images kept apart from validation as the selection split,
+    # on which a multi-fidelity search compares its finalists (0: compare them on validation)
+    selection: float = _check(lambda x: 0 <= x < 1, "a number in [0, 1)", 0.4)
 
 
 @dataclass(frozen=True)
@@ -250,6 +253,19 @@ class SearchConfig:
         default_factory=list
     )
     pruner: Literal["median", "none"] = "median"  # stops poor fine-tunes (single objective)
+    # multi: successive halving over fidelities. `screen` × `trials` candidates are scored
+    # without fine-tuning (zero-cost: adaptive BatchNorm, output correction), the best `trials`
+    # of them get the short fine-tune, and the best `finalists` of those a fine-tune
+    # `finalist_length` times longer, compared on the selection split (data.selection).
+    # short: every candidate gets the short fine-tune (the local backend only runs multi)
+    fidelity: Literal["multi", "short"] = "multi"
+    screen: int = _check(
+        _between(1, 10_000), "an integer in [1, 10000] (zero-cost candidates per trial)", 8
+    )
+    finalists: int = _check(_between(0, 1000), "an integer in [0, 1000]", 3)
+    finalist_length: float = _check(
+        _between(1, 1000), "a number in [1, 1000] (times a trial's fine-tune)", 2.0
+    )
     project: bool = True  # move over-budget candidates toward more compression (AMC)
     uniform: int = _check(
         _between(0, 1000), "an integer in [0, 1000]", 3
@@ -330,7 +346,8 @@ class Config:
 
 def base_key(cfg: Config) -> str:
     """Hash of everything that determines the trained base model (not paths, not search)."""
-    data = {k: v for k, v in dataclasses.asdict(cfg.data).items() if k != "root"}
+    # the selection split is carved from the held-out images: the base trains on the same set
+    data = {k: v for k, v in dataclasses.asdict(cfg.data).items() if k not in ("root", "selection")}
     if data["train_size"] is None:
         del data["train_size"]  # added later: models cached before it keep their key
     model = dataclasses.asdict(cfg.model)

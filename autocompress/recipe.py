@@ -91,6 +91,11 @@ class Recipe(Protocol):
         fewer (a user's own ``evaluate`` callable always scores its whole set)."""
         ...
 
+    def select(self, model: nn.Module) -> float | None:
+        """The score on the selection split (held out apart from validation; it compares a
+        multi-fidelity search's finalists), None where the recipe has none."""
+        ...
+
     def test(self, model: nn.Module) -> float | None:
         """The test score for reports, None where there is no test data."""
         ...
@@ -142,6 +147,13 @@ class SplitsRecipe:
         with on_device(resolve_device(self.device), model):
             return evaluate(model, x, y)
 
+    def select(self, model: nn.Module) -> float | None:
+        x, y = self.splits.x_select, self.splits.y_select
+        if x is None or y is None or not len(x):
+            return None
+        with on_device(resolve_device(self.device), model):
+            return evaluate(model, x, y)
+
     def test(self, model: nn.Module) -> float | None:
         with on_device(resolve_device(self.device), model):
             return evaluate(model, self.splits.x_test, self.splits.y_test)
@@ -159,7 +171,8 @@ class UserRecipe:
     (default: the built-in distilled fine-tune over ``train_data``; with neither, candidates
     are scored as compressed, without fine-tuning). ``train_data`` / ``val_data`` /
     ``test_data`` yield ``(inputs, targets)`` batches; inputs may be a tensor, a tuple or a
-    dict, as the model takes them.
+    dict, as the model takes them. ``select_data``, batches apart from ``val_data``, compare
+    a multi-fidelity search's finalists (without it they are compared on validation).
     """
 
     evaluate: Evaluate | None = None
@@ -172,6 +185,7 @@ class UserRecipe:
     distill_weight: float = 0.5
     temperature: float = 4.0
     device: str = "cpu"
+    select_data: Batches | None = None
 
     def __post_init__(self) -> None:
         if self.evaluate is None and self.val_data is None:
@@ -262,6 +276,9 @@ class UserRecipe:
         assert self.val_data is not None
         data = self.val_data if limit is None else _first_samples(self.val_data, limit)
         return accuracy(model, data, self.device)
+
+    def select(self, model: nn.Module) -> float | None:
+        return None if self.select_data is None else accuracy(model, self.select_data, self.device)
 
     def test(self, model: nn.Module) -> float | None:
         return None if self.test_data is None else accuracy(model, self.test_data, self.device)

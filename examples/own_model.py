@@ -122,7 +122,10 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
         steps=5 if args.quick else 60,
         runs_root=work / "runs",
         name="digitnet",
-        callbacks=[lambda t: print(f"  trial {t.number}: {t.state} {t.val_accuracy}")],
+        # 8 candidates screened without fine-tuning per fine-tuned trial (search.screen)
+        callbacks=[
+            lambda t: print(f"  trial {t.number} ({t.fidelity}): {t.state} {t.val_accuracy}")
+        ],
     )
     front = found.pareto()
     print("Pareto front:", [(r.number, round(r.ratios["macs"], 3), r.val_accuracy) for r in front])
@@ -154,7 +157,8 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
         "plot": str(plot),
         "onnx_gap": gap,
         "export": str(out),
-        "trials": len(found.trials()),
+        "trials": sum(t.fidelity == "short" for t in found.trials()),
+        "screened": sum(t.fidelity == "zero-cost" for t in found.trials()),
     }
 
 

@@ -17,6 +17,9 @@ DIGITS_CONFIG = {
     # one thread: the test models are tiny, and a second thread only waits on the first (on a
     # busy machine, much longer: see the README's test section)
     "train": {"epochs": 3, "lr": 0.05, "seed": 0, "threads": 1},
+    # the tests of search mechanics (resume, samplers, workers, export) count fine-tuned
+    # trials; tests/search/test_schedule.py runs the default multi-fidelity schedule
+    "search": {"fidelity": "short"},
 }
 
 

@@ -56,10 +56,15 @@ def test_search_export_and_reload_through_the_api(name: str, tmp_path: Path) -> 
         settings={"search": {"uniform": 1}},
         callbacks=[seen.append],
     )
-    assert [r.number for r in seen] == [0, 1, 2]
+    # multi-fidelity: 24 screened (zero-cost scores work on every family), 3 fine-tuned
+    # trials, 3 finalists; every one complete
+    assert [r.number for r in seen] == [r.number for r in found.trials()]
+    assert [r.fidelity for r in seen].count("short") == 3
+    assert [r.fidelity for r in seen].count("zero-cost") == 24
     assert all(r.state == "complete" for r in found.trials())
     assert found.pareto()
     best = found.best()
+    assert best.fidelity == "long"
     report = found.export(best, tmp_path / "out", steps=2)
     assert {"model.pt", "model.onnx", "weights.bin", "policy.yaml", "report.json"} <= {
         p.name for p in (tmp_path / "out").iterdir()
@@ -199,7 +204,7 @@ def load_example(name: str) -> ModuleType:
 def test_example_own_model_runs_end_to_end(tmp_path: Path) -> None:
     result = load_example("own_model.py").main(["--quick", "--out", str(tmp_path)])
     assert result["onnx_gap"] < 1e-4  # ONNX Runtime in a fresh process vs load(model=...)
-    assert result["trials"] == 6 and result["front"] >= 1
+    assert result["trials"] == 6 and result["screened"] == 48 and result["front"] >= 1
     assert Path(str(result["plot"])).stat().st_size > 0
 
 

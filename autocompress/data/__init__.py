@@ -61,6 +61,9 @@ class Splits:
     # normalisation already applied to x_*; export puts it inside the model (raw [0, 1] in)
     mean: tuple[float, ...] | None = None
     std: tuple[float, ...] | None = None
+    # the selection split: held out like validation, kept apart from it (empty: none)
+    x_select: torch.Tensor | None = None
+    y_select: torch.Tensor | None = None
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -77,7 +80,8 @@ def data_shape(cfg: DataConfig) -> tuple[tuple[int, ...], int]:
 
 
 def load_data(cfg: DataConfig, seed: int = 0) -> Splits:
-    """Load the configured dataset and carve ``cfg.val_size`` validation images from train.
+    """Load the configured dataset and carve ``cfg.val_size`` held-out images from train:
+    the last ``cfg.selection`` of them are the selection split, the others validation.
 
     The split depends only on ``seed`` and the dataset, so every trial and every rerun
     validates on the same images.
@@ -113,14 +117,16 @@ def load_data(cfg: DataConfig, seed: int = 0) -> Splits:
         raise ConfigError("data.val_size", cfg.val_size,
                           f"must be below the {len(x_train)} training images")
     order = torch.randperm(len(x_train), generator=torch.Generator().manual_seed(seed))
-    val, train = order[: cfg.val_size], order[cfg.val_size:]
+    held_out, train = order[: cfg.val_size], order[cfg.val_size:]
+    n_select = int(cfg.val_size * cfg.selection)
+    val, select = held_out[: cfg.val_size - n_select], held_out[cfg.val_size - n_select:]
     if cfg.train_size is not None:
         if cfg.train_size > len(train):
             raise ConfigError("data.train_size", cfg.train_size,
                               f"at most the {len(train)} training images left after validation")
         train = train[: cfg.train_size]
     return Splits(x_train[train], y_train[train], x_train[val], y_train[val], x_test, y_test,
-                  num_classes, augment, mean, std)
+                  num_classes, augment, mean, std, x_train[select], y_train[select])
 
 
 def _floats(value: object) -> tuple[float, ...] | None:

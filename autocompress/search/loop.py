@@ -21,6 +21,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from autocompress.search.objective import (
+    Fidelity,
     TrialContext,
     TrialResult,
     evaluate_params,
@@ -28,7 +29,9 @@ from autocompress.search.objective import (
 )
 from autocompress.search.rl import AgentConfig, RLController
 from autocompress.search.samplers import distributions, make_pruner, make_sampler
+from autocompress.search.schedule import QUEUED, next_step, uses_schedule
 from autocompress.search.study import (
+    QUEUED_AS,
     check_compatible,
     heartbeat_interval,
     is_shared,
@@ -105,14 +108,18 @@ def prepare_study(ctx: TrialContext, sampler_name: str) -> tuple[optuna.Study, l
         study.set_user_attr("base_costs", dict(ctx.base_costs))
         if ctx.needs_latency:
             study.set_user_attr("latency", latency_setup(cfg))
+        # a multi-fidelity search screens them like any candidate (search/schedule.py)
+        screened = {"fidelity": "zero-cost"} if uses_schedule(cfg) else {}
         for params in uniform_baselines(ctx.space, ctx.budget, cfg.search.uniform):
             position = ctx.space.positions(params)
             t = sum(position.values()) / max(len(position), 1)
-            study.enqueue_trial(params, user_attrs={"baseline": f"uniform {t:.3f}"})
+            study.enqueue_trial(params, user_attrs={"baseline": f"uniform {t:.3f}", **screened})
         if cfg.search.sensitivity:
             allocation = sensitivity_allocation(ctx)
             if allocation is not None:
-                study.enqueue_trial(allocation, user_attrs={"baseline": SENSITIVITY_BASELINE})
+                study.enqueue_trial(
+                    allocation, user_attrs={"baseline": SENSITIVITY_BASELINE, **screened}
+                )
         study.set_user_attr("knobs", [k.name for k in ctx.space.knobs])  # last: "set up"
     else:
         check_compatible(study, cfg, [k.name for k in ctx.space.knobs])
@@ -143,10 +150,53 @@ def run_search(
 
     With a ``controller`` (the RL agent), each trial's params are its next episode, enqueued
     so the trial is an ordinary one in the study; queued trials (baselines, retries) go first.
+    A multi-fidelity search (:mod:`autocompress.search.schedule`) runs its rungs instead,
+    ``n_trials`` being ``search.trials``, the rung of fine-tuned trials.
     """
     # a `kill` fails and requeues the running trial, as Ctrl-C
     with sigterm_as_interrupt(), quiet_optuna():
-        _run_trials(ctx, study, n_trials, on_trial, controller)
+        if controller is None and uses_schedule(ctx.cfg):
+            cfg = replace(ctx.cfg, search=replace(ctx.cfg.search, trials=n_trials))
+            _run_schedule(replace(ctx, cfg=cfg), study, on_trial)
+        else:
+            _run_trials(ctx, study, n_trials, on_trial, controller)
+
+
+def _run_schedule(
+    ctx: TrialContext, study: optuna.Study, on_trial: Callable[[FrozenTrial], None] | None
+) -> None:
+    dists = distributions(ctx.space)
+    while (step := next_step(study, ctx.cfg)) is not None:
+        started = time.perf_counter()
+        trial = study.ask(dists)
+        # a queued trial says its rung; a new one is proposed for the rung that is due
+        fidelity = trial.user_attrs.get("fidelity", "short" if step == QUEUED else step)
+        trial.set_user_attr("fidelity", fidelity)
+        trial.set_user_attr("worker", worker_id())
+        frozen = _run_one(ctx, study, trial, fidelity, started, time.perf_counter() - started)
+        if on_trial is not None:
+            on_trial(frozen)
+
+
+def _run_one(
+    ctx: TrialContext,
+    study: optuna.Study,
+    trial: optuna.Trial,
+    fidelity: Fidelity,
+    started: float,
+    ask_s: float,
+) -> FrozenTrial:
+    """Evaluate an asked trial at ``fidelity`` and tell the study; an interruption fails it
+    and queues it again before it propagates."""
+    report = _reporter(trial) if fidelity == "short" else None  # only trials are compared
+    try:
+        with heartbeats(study, trial.number):
+            result = evaluate_params(ctx, trial.params, report, fidelity)
+    except KeyboardInterrupt as exc:
+        how = "SIGTERM" if isinstance(exc, Terminated) else "Ctrl-C"
+        give_back(study, trial, "interrupted", f"interrupted: {how}", retry=True)
+        raise
+    return tell_result(ctx, study, trial, result, started, ask_s)
 
 
 def _run_trials(
@@ -170,17 +220,12 @@ def _run_trials(
         if is_surplus(study, trial.number, n_trials):  # another worker took the last trial
             give_back(study, trial, "surplus", f"surplus: the study reached {n_trials} trials")
             break
-        try:
-            with heartbeats(study, trial.number):
-                result = evaluate_params(ctx, trial.params, _reporter(trial))
-        except KeyboardInterrupt as exc:
-            how = "SIGTERM" if isinstance(exc, Terminated) else "Ctrl-C"
-            give_back(study, trial, "interrupted", f"interrupted: {how}", retry=True)
-            raise
-        frozen = tell_result(ctx, study, trial, result, started, ask_s)
+        frozen = _run_one(ctx, study, trial, "short", started, ask_s)
         if controller is not None and "rl_episode" in frozen.user_attrs:
-            accuracy = result.val_accuracy if result.feasible else 0.0
-            macs = result.costs.get("macs", ctx.base_costs["macs"])
+            attrs = frozen.user_attrs
+            feasible = attrs.get("feasible") and attrs.get("val_accuracy") is not None
+            accuracy = float(attrs["val_accuracy"]) if feasible else 0.0
+            macs = attrs.get("costs", {}).get("macs", ctx.base_costs["macs"])
             controller.observe(int(frozen.user_attrs["rl_episode"]), accuracy, macs)
         if on_trial is not None:
             on_trial(frozen)
@@ -223,7 +268,7 @@ def give_back(
     trial.set_user_attr("fail_reason", reason)
     study.tell(trial, state=TrialState.FAIL)
     attrs = trial.user_attrs
-    if retry or {"baseline", "rl_episode", "retry_of"} & attrs.keys():
+    if retry or ({"retry_of", *QUEUED_AS} - {"fidelity"}) & attrs.keys():
         retry_of = trial.number if retry else attrs.get("retry_of", trial.number)
         requeue(study, trial.params, attrs, retry_of)
 

@@ -11,7 +11,7 @@ import math
 import time
 import traceback
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 import torch
@@ -23,13 +23,18 @@ from autocompress.cost.latency import measure_latency
 from autocompress.cost.metrics import compute_costs
 from autocompress.cost.profile import Profile
 from autocompress.export import build, tune
+from autocompress.fidelity import zero_cost
 from autocompress.inputs import Inputs
 from autocompress.policy import Policy
-from autocompress.recipe import Recipe
+from autocompress.recipe import Length, Recipe
 from autocompress.runs import finetune_length
 from autocompress.spaces import Budget, SearchSpace, check_reachable, project, resolve_budget
 
 Report = Callable[[int, float], bool]  # (step, validation accuracy) -> continue?
+# how a candidate is scored: without fine-tuning, after the trial's fine-tune, or after a
+# longer one (a multi-fidelity search's finalists; see autocompress.search.schedule)
+Fidelity = Literal["zero-cost", "short", "long"]
+FIDELITIES: tuple[Fidelity, ...] = ("zero-cost", "short", "long")
 
 
 @dataclass(frozen=True)
@@ -66,6 +71,8 @@ class TrialResult:
     reason: str | None = None
     history: list[tuple[int, float]] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)  # seconds per phase
+    fidelity: Fidelity = "short"
+    selection_accuracy: float | None = None  # a finalist's score on the selection split
 
 
 def make_context(
@@ -141,20 +148,33 @@ def _onnx_latency(cfg: Config, example: Inputs, model: torch.nn.Module, policy: 
 
 
 def evaluate_params(
-    ctx: TrialContext, params: Mapping[str, Any], report: Report | None = None
+    ctx: TrialContext,
+    params: Mapping[str, Any],
+    report: Report | None = None,
+    fidelity: Fidelity = "short",
 ) -> TrialResult:
-    """Score one candidate. Exceptions and non-finite losses become failed results."""
+    """Score one candidate at ``fidelity``: ``zero-cost`` (no fine-tune: adaptive BatchNorm
+    and output correction, scored on a validation subset), ``short`` (the trial fine-tune) or
+    ``long`` (``search.finalist_length`` times longer, also scored on the selection split).
+    Exceptions and non-finite losses become failed results."""
     timings: dict[str, float] = {}
     clock = time.perf_counter()
     policy = Policy(ctx.profile.model)
     try:
         policy = ctx.space.policy(params)
-        return _evaluate(ctx, params, report, timings, clock)
+        return replace(_evaluate(ctx, params, report, timings, clock, fidelity), fidelity=fidelity)
     except Exception as exc:  # a failing candidate is recorded, never the end of the search
         reason = f"{type(exc).__name__}: {exc}".strip()
         last = traceback.extract_tb(exc.__traceback__)[-1:]
         where = f" ({last[0].filename.rsplit('/', 1)[-1]}:{last[0].lineno})" if last else ""
-        return TrialResult("fail", None, policy.to_dict(), reason=reason + where, timings=timings)
+        return TrialResult(
+            "fail",
+            None,
+            policy.to_dict(),
+            reason=reason + where,
+            timings=timings,
+            fidelity=fidelity,
+        )
 
 
 def _evaluate(
@@ -163,6 +183,7 @@ def _evaluate(
     report: Report | None,
     timings: dict[str, float],
     clock: float,
+    fidelity: Fidelity,
 ) -> TrialResult:
     def lap(name: str) -> None:
         nonlocal clock
@@ -182,14 +203,33 @@ def _evaluate(
         lap("latency")
         if not ctx.budget.holds(costs):
             return _infeasible(ctx, policy, costs, projected, timings)
+    if fidelity == "zero-cost":
+        score = zero_cost(model, ctx.base, ctx.recipe).score
+        lap("zero-cost")
+        if not math.isfinite(score):
+            raise FloatingPointError(f"zero-cost validation accuracy is {score}")
+        return TrialResult(
+            "complete",
+            score,
+            policy.to_dict(),
+            costs,
+            ctx.budget.violations(costs),
+            True,
+            projected,
+            timings=timings,
+        )
+    length = finetune_length(cfg)
+    if fidelity == "long":  # a finalist: longer, and never stopped early
+        length = scaled(ctx.recipe, length, cfg.search.finalist_length)
+        report = None
     callback = None if report is None else (lambda step, steps, val: report(step, val))
-    _, result, _ = tune(
+    tuned, result, _ = tune(
         model,
         ctx.base,
         ctx.profile,
         policy,
         ctx.recipe,
-        finetune_length(cfg),
+        length,
         cfg.finetune_seed,
         cfg.compress,
         callback,
@@ -197,6 +237,10 @@ def _evaluate(
     lap("finetune")
     if not math.isfinite(result.val_accuracy):
         raise FloatingPointError(f"validation accuracy is {result.val_accuracy}")
+    selection = None
+    if fidelity == "long":
+        selection = ctx.recipe.select(tuned)
+        lap("select")
     return TrialResult(
         "pruned" if result.stopped_early else "complete",
         result.val_accuracy,
@@ -207,7 +251,14 @@ def _evaluate(
         projected,
         history=result.history,
         timings=timings,
+        selection_accuracy=selection,
     )
+
+
+def scaled(recipe: Recipe, length: Length, factor: float) -> Length:
+    """``length`` ``factor`` times longer, in whole steps (no fine-tune stays none)."""
+    steps = recipe.steps(length)
+    return Length(steps=round(steps * factor)) if steps else length
 
 
 def price(ctx: TrialContext, params: Mapping[str, Any]) -> tuple[Policy, dict[str, float], bool]:

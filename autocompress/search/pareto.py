@@ -1,7 +1,10 @@
 """Pareto fronts over a study's trials, and the choice of a trial to export.
 
-The front holds the fully fine-tuned, within-budget trials that no other such trial beats on
+The front holds the fine-tuned, within-budget trials that no other such trial beats on
 validation accuracy and on every cost at once. Costs are compared as ratios to the base model.
+A multi-fidelity search's screened candidates (zero-cost) and finalists (a longer fine-tune)
+are scored differently and stay off the front; the best trial is the finalist that scores
+best on the selection split.
 """
 
 from __future__ import annotations
@@ -52,15 +55,19 @@ def best_trial(
 def best_trials(
     records: Sequence[TrialRecord], max_ratios: Mapping[str, float] | None, count: int
 ) -> list[TrialRecord]:
-    """The ``count`` best scored trials within ``max_ratios``, best first (ties: cheaper in
-    MACs, then earlier)."""
+    """The ``count`` best trials within ``max_ratios``, best first: a multi-fidelity search's
+    finalists by their selection-split score, then the other scored trials by validation
+    accuracy (ties: cheaper in MACs, then earlier)."""
     limits = dict(max_ratios or {})
-    chosen = [
-        r
-        for r in records
-        if r.scored and all(m in r.ratios and r.ratios[m] <= lim for m, lim in limits.items())
-    ]
-    if not chosen:
+
+    def fits(r: TrialRecord) -> bool:
+        return all(m in r.ratios and r.ratios[m] <= lim for m, lim in limits.items())
+
+    finalists = [r for r in records if r.finalist and fits(r)]
+    finalists.sort(key=lambda r: (-_selection_score(r), r.ratios.get("macs", 0.0), r.number))
+    final_policies = [r.policy for r in finalists]
+    chosen = [r for r in records if r.scored and fits(r) and r.policy not in final_policies]
+    if not chosen and not finalists:
         within = " within " + ", ".join(f"{m} ≤ {v:g}× base" for m, v in limits.items())
         raise AutocompressError(
             "no fully fine-tuned, within-budget trial"
@@ -68,7 +75,13 @@ def best_trials(
             + f" among {len(records)} trials; run more trials or loosen the limits"
         )
     chosen.sort(key=lambda r: (-(r.val_accuracy or 0.0), r.ratios.get("macs", 0.0), r.number))
-    return chosen[:count]
+    return (finalists + chosen)[:count]
+
+
+def _selection_score(record: TrialRecord) -> float:
+    """A finalist's score on the selection split, or on validation where there is none."""
+    score = record.selection_accuracy
+    return score if score is not None else record.val_accuracy or 0.0
 
 
 def trial_by_number(records: Sequence[TrialRecord], number: int) -> TrialRecord:

@@ -367,20 +367,34 @@ def heartbeat_interval(study: optuna.Study) -> int | None:
     return None
 
 
+# what a queued trial was queued as, kept when it is queued again
+QUEUED_AS = ("baseline", "rl_episode", "fidelity", "promoted_from", "finalist_of")
+
+
 def requeue(
     study: optuna.Study, params: dict[str, Any], attrs: dict[str, Any], retry_of: int
 ) -> None:
     """Queue a candidate again, keeping what it was queued as (a baseline, an RL episode)."""
-    kept = {k: v for k, v in attrs.items() if k in ("baseline", "rl_episode")}
+    kept = {k: v for k, v in attrs.items() if k in QUEUED_AS}
     study.enqueue_trial(params, user_attrs={**kept, "retry_of": retry_of})
 
 
+def fidelity_of(trial: FrozenTrial) -> str:
+    """How the trial scores its candidate (search.objective.FIDELITIES); "short" if unset."""
+    return str(trial.user_attrs.get("fidelity", "short"))
+
+
 def counts_toward_budget(
-    trial: FrozenTrial, retried: set[int] | frozenset[int] = frozenset()
+    trial: FrozenTrial,
+    retried: set[int] | frozenset[int] = frozenset(),
+    fidelity: str = "short",
 ) -> bool:
-    """Finished trials count (failures included); interrupted ones are retried instead (so
-    are those in ``retried``: failed by a stopped heartbeat and queued again), and surplus
-    ones (asked by a worker as another filled the study) were never run."""
+    """Finished trials of ``fidelity`` count (failures included); interrupted ones are
+    retried instead (so are those in ``retried``: failed by a stopped heartbeat and queued
+    again), and surplus ones (asked by a worker as another filled the study) were never run.
+    ``search.trials`` counts the short (fine-tuned) trials."""
+    if fidelity_of(trial) != fidelity:
+        return False
     if trial.state == TrialState.RUNNING:
         return True  # another live worker's trial
     if trial.state == TrialState.FAIL:
@@ -392,10 +406,11 @@ def counts_toward_budget(
     return trial.state in (TrialState.COMPLETE, TrialState.PRUNED)
 
 
-def counted(trials: list[FrozenTrial]) -> list[FrozenTrial]:
-    """The trials that count toward ``search.trials`` (see :func:`counts_toward_budget`)."""
+def counted(trials: list[FrozenTrial], fidelity: str = "short") -> list[FrozenTrial]:
+    """The trials of ``fidelity`` that count toward ``search.trials`` (short ones) or toward
+    a schedule's rung (see :func:`counts_toward_budget`)."""
     retried = {int(t.user_attrs["retry_of"]) for t in trials if "retry_of" in t.user_attrs}
-    return [t for t in trials if counts_toward_budget(t, retried)]
+    return [t for t in trials if counts_toward_budget(t, retried, fidelity)]
 
 
 def trials_done(study: optuna.Study) -> int:
@@ -436,7 +451,10 @@ def result_attrs(result: TrialResult, seconds: float, ask_s: float) -> dict[str,
         # Optuna's own ask and tell are timed by the benchmark around the whole loop.
         "timings": {**result.timings, "ask": ask_s},
         "seconds": seconds,
+        "fidelity": result.fidelity,
     }
+    if result.selection_accuracy is not None:
+        attrs["selection_accuracy"] = result.selection_accuracy
     if result.reason:
         attrs["fail_reason"] = result.reason
     return attrs
@@ -457,10 +475,23 @@ class TrialRecord:
     reason: str | None
     projected: bool = False  # moved into the budget by projection
     kind: str = "searched"  # the baseline's label, "retry", "rl episode N" or "searched"
+    fidelity: str = "short"  # zero-cost, short (the trial fine-tune) or long (a finalist)
+    selection_accuracy: float | None = None  # a finalist's score on the selection split
+    promoted_from: int | None = None  # the trial a multi-fidelity search promoted it from
 
     @property
     def scored(self) -> bool:
-        """Fully fine-tuned and within budget: a candidate for the front and for export."""
+        """Fine-tuned as a trial and within budget: a candidate for the front and for export
+        (the front compares trials of one fidelity; finalists are chosen apart)."""
+        return self.done and self.fidelity == "short"
+
+    @property
+    def finalist(self) -> bool:
+        """A multi-fidelity search's finalist, fine-tuned longer and within budget."""
+        return self.done and self.fidelity == "long"
+
+    @property
+    def done(self) -> bool:
         return self.state == "complete" and self.feasible and self.val_accuracy is not None
 
 
@@ -496,4 +527,7 @@ def record(trial: FrozenTrial, base: dict[str, float], retried: bool = False) ->
         reason=reason,
         projected=bool(a.get("projected", False)),
         kind=kind,
+        fidelity=fidelity_of(trial),
+        selection_accuracy=a.get("selection_accuracy"),
+        promoted_from=a.get("promoted_from", a.get("finalist_of")),
     )

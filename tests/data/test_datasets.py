@@ -39,7 +39,8 @@ def fake_mnist(root: Path, folder: str, gz: bool, n_train: int = 50, n_test: int
 def test_idx_datasets_read_plain_and_gzipped(tmp_path, name, folder, gz) -> None:
     fake_mnist(tmp_path, folder, gz)
     splits = load_data(DataConfig(name=name, root=str(tmp_path), val_size=10))
-    assert splits.x_train.shape == (40, 1, 28, 28) and splits.x_val.shape == (10, 1, 28, 28)
+    assert splits.x_train.shape == (40, 1, 28, 28) and splits.x_val.shape == (6, 1, 28, 28)
+    assert splits.x_select is not None and splits.x_select.shape == (4, 1, 28, 28)
     assert splits.x_test.shape == (20, 1, 28, 28) and splits.y_test.dtype == torch.long
     info = DATASETS[name]
     # normalised with the dataset's constants
@@ -84,7 +85,9 @@ def test_digits_split_is_deterministic_and_disjoint() -> None:
     a = load_data(DataConfig(name="digits", val_size=300), seed=0)
     b = load_data(DataConfig(name="digits", val_size=300), seed=0)
     assert torch.equal(a.x_val, b.x_val) and torch.equal(a.x_train, b.x_train)
-    assert len(a.x_train) + len(a.x_val) + len(a.x_test) == 1797
+    assert a.x_select is not None and b.x_select is not None
+    assert torch.equal(a.x_select, b.x_select)
+    assert len(a.x_train) + len(a.x_val) + len(a.x_select) + len(a.x_test) == 1797
     rows = {tuple(r.flatten().tolist()) for r in a.x_val}
     assert not rows & {tuple(r.flatten().tolist()) for r in a.x_test[:50]} - rows
     assert data_shape(DataConfig(name="digits")) == ((1, 8, 8), 10)
@@ -108,7 +111,7 @@ def test_train_size_keeps_a_fixed_subset_and_the_same_validation_and_test() -> N
 def test_user_factory(tmp_path) -> None:
     cfg = DataConfig(factory="tests.data.test_datasets:tiny_factory", args={"n": 30}, val_size=5)
     splits = load_data(cfg)
-    assert splits.input_shape == (1, 4, 4) and splits.num_classes == 3 and len(splits.x_val) == 5
+    assert splits.input_shape == (1, 4, 4) and splits.num_classes == 3 and len(splits.x_val) == 3
 
 
 def tiny_factory(n: int) -> tuple[torch.Tensor, ...]:
