@@ -38,8 +38,18 @@ def one(config: str, sets: list[str], label: str) -> dict[str, float | int]:
     run(["search", config, *flags])
     seconds = time.perf_counter() - start
     out = cfg.run_dir / f"bench-ttq-{label}"
-    run(["export", str(cfg.run_dir), "--study", str(cfg.search.study), "--best", "--out",
-         str(out), "--force"])
+    run(
+        [
+            "export",
+            str(cfg.run_dir),
+            "--study",
+            str(cfg.search.study),
+            "--best",
+            "--out",
+            str(out),
+            "--force",
+        ]
+    )
     report = json.loads((out / "report.json").read_text())
     return {
         "search_seconds": seconds,
@@ -65,30 +75,46 @@ def main_cli() -> None:
         common = [*args.set, f"search.seed={seed}"]
         short = one(
             args.config,
-            [*common, "search.fidelity=short", f"search.trials={args.short_trials}",
-             f"search.study=ttq-short-s{seed}"],
+            [
+                *common,
+                "search.fidelity=short",
+                f"search.trials={args.short_trials}",
+                f"search.study=ttq-short-s{seed}",
+            ],
             f"short-s{seed}",
         )
         multi = one(
             args.config,
-            [*common, "search.fidelity=multi", f"search.trials={args.trials}",
-             f"search.screen={args.screen}", f"search.finalists={args.finalists}",
-             f"search.study=ttq-multi-s{seed}"],
+            [
+                *common,
+                "search.fidelity=multi",
+                f"search.trials={args.trials}",
+                f"search.screen={args.screen}",
+                f"search.finalists={args.finalists}",
+                f"search.study=ttq-multi-s{seed}",
+            ],
             f"multi-s{seed}",
         )
         rows.append({"seed": seed, "short": short, "multi": multi})
         print(f"seed {seed}: short {short} | multi {multi}", flush=True)
-    print(f"\n== time to quality: {args.short_trials}-trial TPE (every trial fine-tuned) vs "
-          f"multi-fidelity ({args.screen * args.trials} screened, {args.trials} fine-tuned, "
-          f"{args.finalists} finalists) ==")
+    print(
+        f"\n== time to quality: {args.short_trials}-trial TPE (every trial fine-tuned) vs "
+        f"multi-fidelity ({args.screen * args.trials} screened, {args.trials} fine-tuned, "
+        f"{args.finalists} finalists) =="
+    )
     for label in ("short", "multi"):
         tests = [float(r[label]["test_accuracy"]) for r in rows]  # type: ignore[index]
         walls = [float(r[label]["search_seconds"]) for r in rows]  # type: ignore[index]
-        print(f"{label:6s} test " + ", ".join(f"{t:.2%}" for t in tests)
-              + f"  mean {statistics.mean(tests):.2%}   search wall "
-              + ", ".join(f"{w:.0f}s" for w in walls) + f"  mean {statistics.mean(walls):.0f}s")
+        print(
+            f"{label:6s} test "
+            + ", ".join(f"{t:.2%}" for t in tests)
+            + f"  mean {statistics.mean(tests):.2%}   search wall "
+            + ", ".join(f"{w:.0f}s" for w in walls)
+            + f"  mean {statistics.mean(walls):.0f}s"
+        )
     ratio = statistics.mean(float(r["multi"]["search_seconds"]) for r in rows) / statistics.mean(  # type: ignore[index]
-        float(r["short"]["search_seconds"]) for r in rows  # type: ignore[index]
+        float(r["short"]["search_seconds"])
+        for r in rows  # type: ignore[index]
     )
     gap = statistics.mean(
         100 * (float(r["multi"]["test_accuracy"]) - float(r["short"]["test_accuracy"]))  # type: ignore[index]
@@ -96,8 +122,9 @@ def main_cli() -> None:
     )
     print(f"multi / short wall time: {ratio:.2f}×; test accuracy multi − short: {gap:+.2f} pt")
     if args.json:
-        args.json.write_text(json.dumps({"runs": rows, "wall_ratio": ratio, "gap_points": gap},
-                                        indent=2) + "\n")
+        args.json.write_text(
+            json.dumps({"runs": rows, "wall_ratio": ratio, "gap_points": gap}, indent=2) + "\n"
+        )
 
 
 if __name__ == "__main__":
