@@ -252,7 +252,9 @@ class SearchConfig:
     objectives: list[Literal["macs", "params", "bitops", "size_bytes", "latency_ms"]] = field(
         default_factory=list
     )
-    pruner: Literal["median", "none"] = "median"  # stops poor fine-tunes (single objective)
+    # stops poor fine-tunes (single objective, short fidelity: a multi-fidelity search's
+    # screen has already chosen the candidates it fine-tunes)
+    pruner: Literal["median", "none"] = "median"
     # multi: successive halving over fidelities. `screen` × `trials` candidates are scored
     # without fine-tuning (zero-cost: adaptive BatchNorm, output correction), the best `trials`
     # of them get the short fine-tune, and the best `finalists` of those a fine-tune

@@ -173,7 +173,11 @@ def _run_schedule(
         fidelity = trial.user_attrs.get("fidelity", "short" if step == QUEUED else step)
         trial.set_user_attr("fidelity", fidelity)
         trial.set_user_attr("worker", worker_id())
-        frozen = _run_one(ctx, study, trial, fidelity, started, time.perf_counter() - started)
+        # no pruner: the screen already chose these candidates, and a trial stopped early
+        # could not become a finalist
+        frozen = _run_one(
+            ctx, study, trial, fidelity, started, time.perf_counter() - started, prune=False
+        )
         if on_trial is not None:
             on_trial(frozen)
 
@@ -185,10 +189,12 @@ def _run_one(
     fidelity: Fidelity,
     started: float,
     ask_s: float,
+    prune: bool = True,
 ) -> FrozenTrial:
-    """Evaluate an asked trial at ``fidelity`` and tell the study; an interruption fails it
-    and queues it again before it propagates."""
-    report = _reporter(trial) if fidelity == "short" else None  # only trials are compared
+    """Evaluate an asked trial at ``fidelity`` and tell the study (its fine-tune reported to
+    the pruner if ``prune``); an interruption fails it and queues it again before it
+    propagates."""
+    report = _reporter(trial) if prune else None
     try:
         with heartbeats(study, trial.number):
             result = evaluate_params(ctx, trial.params, report, fidelity)
