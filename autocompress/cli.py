@@ -730,10 +730,12 @@ def cmd_pareto(cfg: Config, args: argparse.Namespace) -> int:
             }
             for r in points
         ]
+        fidelities = [r.fidelity for r in result.records]
         payload = {
             "metrics": metrics,
             "front": rows,
             "trials": len(result.records),
+            "fidelities": {f: fidelities.count(f) for f in dict.fromkeys(fidelities)},
             "latency": result.latency,
         }
         print(json.dumps(payload, indent=2))

@@ -29,6 +29,7 @@ works on the model in place and costs a few forward passes.
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
@@ -42,6 +43,7 @@ from autocompress.inputs import Inputs
 from autocompress.recipe import Recipe
 
 BN_TYPES = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
+Stats = dict[str, tuple[torch.Tensor, torch.Tensor]]  # layer -> per-channel (mean, std)
 VAL_SUBSET = 1000  # validation images the zero-cost score is taken on
 
 
@@ -93,10 +95,12 @@ def correct_outputs(
     mean corrected only. Returns how many layers were corrected.
     """
     base_modules = dict(base.named_modules())
-    layers = {
+    layers = {  # pruned at their output, the others have nothing to compare with
         name: layer
         for name, module in model.named_modules()
-        if name in base_modules and (layer := _output_layer(module)) is not None
+        if name in base_modules
+        and (layer := _output_layer(module)) is not None
+        and _width(layer) == _width(_output_layer(base_modules[name]) or base_modules[name])
     }
     if not layers:
         return 0
@@ -105,7 +109,7 @@ def correct_outputs(
     base.eval()
     try:
         order = _run_order(model, list(layers), batches[:1])
-        reference = _channel_stats(base, order, batches)
+        reference = _reference_stats(base, order, batches)
         corrected = 0
         for name in order:
             stats = _channel_stats(model, [name], batches).get(name)
@@ -159,6 +163,39 @@ def _output_layer(module: nn.Module) -> WeightLayer | None:
     return None
 
 
+def _width(module: nn.Module) -> int | None:
+    """Output channels (features) of a convolution or linear layer, else None."""
+    width = getattr(module, "out_channels", getattr(module, "out_features", None))
+    return width if isinstance(width, int) else None
+
+
+# the base model's output statistics per (layers, calibration batches): the same for every
+# candidate of a search, so measured once (a candidate's zero-cost score then costs one pass
+# per corrected layer instead of one more for the base)
+_REFERENCES: weakref.WeakKeyDictionary[nn.Module, dict[tuple[object, ...], Stats]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _reference_stats(
+    base: nn.Module, names: list[str], batches: Sequence[torch.Tensor | Inputs]
+) -> Stats:
+    """:func:`_channel_stats` of ``base``, remembered while ``base`` lives; keyed by the layers,
+    the batches' contents and the base's weights (a changed base is measured again)."""
+    weights = sum(
+        float(t.double().sum()) for t in base.state_dict().values() if t.is_floating_point()
+    )
+    data = tuple(
+        (tuple(t.shape), float(t.double().sum())) for x in batches for t in Inputs.of(x).tensors()
+    )
+    key = (tuple(names), data, weights)
+    known = _REFERENCES.setdefault(base, {})
+    if key not in known:
+        known.clear()  # one entry per base: a search uses one set of batches
+        known[key] = _channel_stats(base, names, batches)
+    return known[key]
+
+
 def _channel_axis(module: nn.Module) -> int:
     linear = isinstance(module, nn.Linear) or isinstance(getattr(module, "second", None), nn.Linear)
     return -1 if linear else 1
@@ -201,7 +238,7 @@ def _run_order(
 
 def _channel_stats(
     model: nn.Module, names: list[str], batches: Sequence[torch.Tensor | Inputs]
-) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+) -> Stats:
     """Per-channel mean and standard deviation of each named module's output over
     ``batches``."""
     sums: dict[str, torch.Tensor] = {}

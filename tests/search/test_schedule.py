@@ -107,7 +107,9 @@ def test_multi_fidelity_search_runs_every_rung_and_exports_the_finalist_chosen_o
 
     # the front holds the fine-tuned trials only; the best is the finalist best on selection
     assert main(["pareto", str(run_dir), "--json"]) == 0
-    front = json.loads(capsys.readouterr().out)["front"]
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["fidelities"] == {"zero-cost": 12, "short": 4, "long": 2}
+    front = shown["front"]
     short = {t.number for t in rung(trials, "short")}
     assert front and {r["trial"] for r in front} <= short
     final = rung(trials, "long")
