@@ -576,6 +576,9 @@ def cmd_search(cfg: Config, args: argparse.Namespace) -> int:
         )
 
         def on_trial(trial: Any) -> None:
+            if trial.user_attrs.get("fidelity") == "zero-cost":  # a fraction of a second each:
+                progress.update(task, rungs=rungs())  # only the screen's count moves
+                return
             recs = records(study)
             scored = [r.val_accuracy for r in recs if r.scored and r.val_accuracy is not None]
             state["best"] = max(scored) if scored else None
@@ -586,9 +589,7 @@ def cmd_search(cfg: Config, args: argparse.Namespace) -> int:
                 front=len(front(cfg, recs)),
                 rungs=rungs(),
             )
-            rec = recs[trial.number]
-            if rec.fidelity != "zero-cost":  # screened candidates: counted in the bar
-                progress.console.print(_trial_line(rec), soft_wrap=True)
+            progress.console.print(_trial_line(recs[trial.number]), soft_wrap=True)
 
         stopped_by: BaseException | None = None
         try:
