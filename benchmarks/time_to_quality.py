@@ -37,7 +37,7 @@ def one(config: str, sets: list[str], label: str) -> dict[str, float | int]:
     start = time.perf_counter()
     run(["search", config, *flags])
     seconds = time.perf_counter() - start
-    out = cfg.run_dir / f"bench-ttq-{label}"
+    out = cfg.run_dir / f"bench-{label}"
     run(
         [
             "export",
@@ -67,6 +67,8 @@ def main_cli() -> None:
     parser.add_argument("--trials", type=int, default=5, help="fine-tuned trials (multi)")
     parser.add_argument("--screen", type=int, default=10, help="zero-cost candidates per trial")
     parser.add_argument("--finalists", type=int, default=2)
+    parser.add_argument("--finalist-length", type=float, default=2.0, help="times a trial's")
+    parser.add_argument("--tag", default="ttq", help="studies TAG-short-sN and TAG-multi-sN")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()
@@ -79,9 +81,9 @@ def main_cli() -> None:
                 *common,
                 "search.fidelity=short",
                 f"search.trials={args.short_trials}",
-                f"search.study=ttq-short-s{seed}",
+                f"search.study={args.tag}-short-s{seed}",
             ],
-            f"short-s{seed}",
+            f"{args.tag}-short-s{seed}",
         )
         multi = one(
             args.config,
@@ -91,16 +93,17 @@ def main_cli() -> None:
                 f"search.trials={args.trials}",
                 f"search.screen={args.screen}",
                 f"search.finalists={args.finalists}",
-                f"search.study=ttq-multi-s{seed}",
+                f"search.finalist_length={args.finalist_length}",
+                f"search.study={args.tag}-multi-s{seed}",
             ],
-            f"multi-s{seed}",
+            f"{args.tag}-multi-s{seed}",
         )
         rows.append({"seed": seed, "short": short, "multi": multi})
         print(f"seed {seed}: short {short} | multi {multi}", flush=True)
     print(
         f"\n== time to quality: {args.short_trials}-trial TPE (every trial fine-tuned) vs "
         f"multi-fidelity ({args.screen * args.trials} screened, {args.trials} fine-tuned, "
-        f"{args.finalists} finalists) =="
+        f"{args.finalists} finalists fine-tuned {args.finalist_length:g}× longer) =="
     )
     for label in ("short", "multi"):
         tests = [float(r[label]["test_accuracy"]) for r in rows]  # type: ignore[index]
@@ -122,8 +125,14 @@ def main_cli() -> None:
     )
     print(f"multi / short wall time: {ratio:.2f}×; test accuracy multi − short: {gap:+.2f} pt")
     if args.json:
+        settings = {k: getattr(args, k) for k in ("short_trials", "trials", "screen", "finalists")}
+        settings["finalist_length"] = args.finalist_length
         args.json.write_text(
-            json.dumps({"runs": rows, "wall_ratio": ratio, "gap_points": gap}, indent=2) + "\n"
+            json.dumps(
+                {"settings": settings, "runs": rows, "wall_ratio": ratio, "gap_points": gap},
+                indent=2,
+            )
+            + "\n"
         )
 
 
