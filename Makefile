@@ -32,9 +32,10 @@ data-cifar10:
 	elif [ -f "$(DATA)/cifar-10-batches-py/test_batch" ]; then echo "cifar10 present in $(DATA)/"; \
 	else echo "Unpack cifar-10-python.tar.gz into $(DATA)/ (torchvision layout), or set FETCH=path/to/fetch-datasets"; exit 1; fi
 
-# The main job: train (or reuse) LeNet-5 on Fashion-MNIST, search 40 per-layer policies under a
-# MACs budget of 25% (a SQLite study in the run directory; re-running resumes it), print the
-# Pareto front and export the best policy with a longer fine-tune (model.pt, model.onnx, report).
+# The main job: train (or reuse) LeNet-5 on Fashion-MNIST, search per-layer policies under a
+# MACs budget of 25% (100 screened without fine-tuning, the best 10 fine-tuned, the best 3 of
+# those fine-tuned longer; a SQLite study in the run directory, re-running resumes it), print
+# the Pareto front and export the best policy with a longer fine-tune (model.pt, model.onnx).
 demo: setup data
 	$(PY) -m autocompress train $(DEMO)
 	$(PY) -m autocompress search $(DEMO)

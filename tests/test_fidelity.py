@@ -105,6 +105,27 @@ def test_output_correction_moves_means_and_spreads_back_to_the_base() -> None:
     assert torch.allclose(output_stats(model, xs), output_stats(base, xs), atol=1e-4)
 
 
+def test_the_base_statistics_follow_the_base_and_the_batches() -> None:
+    """They are measured once per base and batches: a changed base or other batches are
+    measured again (never a stale reference)."""
+    torch.manual_seed(0)
+    base = nn.Sequential(nn.Linear(6, 8), nn.ReLU(), nn.Linear(8, 3)).eval()
+    xs, others = batches(), [x * 2 + 1 for x in batches()]
+    for data in (xs, xs, others):
+        model = copy.deepcopy(base)
+        with torch.no_grad():
+            model[0].weight.mul_(0.6)
+        correct_outputs(model, base, data)
+        assert torch.allclose(output_stats(model, data), output_stats(base, data), atol=1e-4)
+    with torch.no_grad():
+        base[2].bias.add_(1.0)  # the same module, changed in place
+    model = copy.deepcopy(base)
+    with torch.no_grad():
+        model[0].weight.mul_(0.6)
+    correct_outputs(model, base, xs)
+    assert torch.allclose(output_stats(model, xs), output_stats(base, xs), atol=1e-4)
+
+
 def test_shared_weights_get_their_mean_corrected_only(digits) -> None:
     run, recipe = digits
     policy = Policy(run.profile.model, {"head": LayerChoice(clusters=4)})
