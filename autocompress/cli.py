@@ -191,7 +191,7 @@ def _parser() -> argparse.ArgumentParser:
         type=int,
         default=1,
         metavar="K",
-        help="with --best: export the K best trials and keep the best on validation",
+        help="with --best: export the K best trials, keep the best on the selection split",
     )
     p.add_argument("--finetune-epochs", type=float, help="default: finetune.export_epochs")
     _out_arguments(p)

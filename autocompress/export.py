@@ -199,6 +199,7 @@ def build_candidate(
         "accuracy_before_finetune": before,
         "accuracy": accuracy,
         "val_accuracy": tuned.val_accuracy,
+        "selection_accuracy": recipe.select(model),  # None without a selection split
         **{k: v for k, v in costs.as_dict().items()},
         **{f"base_{k}": v for k, v in base_costs.as_dict().items()},
         "nonzero_params": stored_params,

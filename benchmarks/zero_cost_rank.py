@@ -108,10 +108,14 @@ def main() -> None:
             f"zero-cost {cheap.score:6.2%}  fine-tuned {tuned.val_accuracy:6.2%}",
             flush=True,
         )
-    summary = summarize(rows)
-    print(json.dumps(summary, indent=2))
-    if args.json:
-        args.json.write_text(json.dumps({"summary": summary, "candidates": rows}, indent=2))
+        if args.json and len(rows) >= 3:  # a long run stopped early keeps what it measured
+            write(args.json, rows, complete=len(rows) == args.candidates)
+    print(json.dumps(summarize(rows), indent=2))
+
+
+def write(path: Path, rows: list[dict], complete: bool) -> None:
+    payload = {"summary": summarize(rows), "complete": complete, "candidates": rows}
+    path.write_text(json.dumps(payload, indent=2))
 
 
 def at_budget(
