@@ -670,7 +670,9 @@ def _search_summary(cfg: Config, recs: list[Any]) -> None:
             metrics,
             (
                 "selection accuracy",
-                lambda r: f"{r.selection_accuracy:.2%}" if r.selection_accuracy else "–",
+                lambda r: (
+                    f"{r.selection_accuracy:.2%}" if r.selection_accuracy is not None else "–"
+                ),
             ),
         )
         console.print(table)
