@@ -16,6 +16,12 @@ form ONNX Runtime fuses into integer kernels (QLinearConv, QGemm, MatMulInteger)
   (``round(x / s) + z``, clamped, half to even). An 8-bit input is quantized by that pair
   alone; a narrower one keeps the simulation's clamp to its own levels before it, so the
   integer model computes what the simulated one did.
+- an activation quantizer reached from a layer through ops that only move or select values
+  (max pooling, reshapes, flattening, transposes) is also written right after the layer (or its
+  ReLU), with the same scale and zero point: quantization commutes exactly with those ops, so
+  the values do not change, but ONNX Runtime can then run the layer as QLinearConv / QGemm and
+  the pooling on uint8 — as its own static quantizer does (LeNet-5's convolutions feed max
+  pooling; without this they ran in float, weights dequantized on every call).
 - weight sharing is stored as its dequantized values (a codebook op is not in ONNX), float16
   weights as float: the report gives each layer's stored form and the file's real size.
 """
@@ -37,6 +43,9 @@ from autocompress.files import write_atomic
 from autocompress.policy import Policy
 
 WEIGHT_OPS = ("Conv", "Gemm", "MatMul")
+# ops through which a uint8 quantizer moves upstream without changing any value: they move or
+# select elements (Q(max(a, b)) = max(Q(a), Q(b)) for a monotone Q)
+MOVE_OPS = ("MaxPool", "Reshape", "Flatten", "Transpose", "Squeeze", "Unsqueeze")
 
 
 @dataclass(frozen=True)
@@ -128,9 +137,83 @@ def integer_onnx(float_path: Path, path: Path, specs: list[QuantSpec]) -> dict[s
         nodes.append(node)
     del graph.node[:]
     graph.node.extend(nodes)
+    _quantize_layer_outputs(graph)
     onnx.checker.check_model(proto)
     write_atomic(path, proto.SerializeToString())
     return {"layers": layers, "bytes": path.stat().st_size}
+
+
+def _quantize_layer_outputs(graph: onnx.GraphProto) -> None:
+    """Copy each activation ``QuantizeLinear → DequantizeLinear`` pair upstream, across
+    :data:`MOVE_OPS`, to the output of the layer (or ReLU) that feeds them, where each tensor on
+    the way has no other reader: ``layer → Q → DQ → MaxPool → Q → DQ`` computes exactly what
+    ``layer → MaxPool → Q → DQ`` did, and ONNX Runtime fuses the first into QLinearConv and a
+    uint8 MaxPool."""
+    producer = {out: node for node in graph.node for out in node.output}
+    readers: dict[str, int] = {}
+    for node in graph.node:
+        for name in node.input:
+            readers[name] = readers.get(name, 0) + 1
+    outputs = {o.name for o in graph.output}
+    inserted: dict[int, list[onnx.NodeProto]] = {}  # new nodes, keyed by the node they follow
+    for node in list(graph.node):
+        if node.op_type != "QuantizeLinear" or len(node.input) < 2:
+            continue
+        tensor, crossed = node.input[0], None
+        while (
+            (source := producer.get(tensor)) is not None
+            and source.op_type in MOVE_OPS
+            and readers.get(tensor) == 1
+            and tensor not in outputs
+        ):
+            crossed, tensor = source, source.input[0]
+        start = producer.get(tensor)
+        if (
+            crossed is None
+            or start is None
+            or start.op_type not in (*WEIGHT_OPS, "Relu")
+            or readers.get(tensor) != 1
+            or tensor in outputs
+        ):
+            continue
+        params = [_as_initializer(graph, producer, name) for name in node.input[1:]]
+        if None in params:
+            continue
+        quantized, moved = f"{tensor}_q", f"{tensor}_qdq"
+        inserted[id(start)] = [
+            helper.make_node("QuantizeLinear", [tensor, *params], [quantized]),
+            helper.make_node("DequantizeLinear", [quantized, *params], [moved]),
+        ]
+        crossed.input[0] = moved
+    if not inserted:
+        return
+    nodes = []
+    for node in graph.node:
+        nodes.append(node)
+        nodes.extend(inserted.get(id(node), []))
+    del graph.node[:]
+    graph.node.extend(nodes)
+
+
+def _as_initializer(
+    graph: onnx.GraphProto, producer: dict[str, onnx.NodeProto], name: str
+) -> str | None:
+    """``name`` as an initializer (readable anywhere in the graph): itself, or a copy of the
+    ``Constant`` node that computes it; None for a computed tensor."""
+    if any(i.name == name for i in graph.initializer):
+        return name
+    node = producer.get(name)
+    if node is None or node.op_type != "Constant":
+        return None
+    value = next((a.t for a in node.attribute if a.name == "value"), None)
+    if value is None:
+        return None
+    copy = onnx.TensorProto()
+    copy.CopyFrom(value)
+    copy.name = f"{name}_const"
+    if not any(i.name == copy.name for i in graph.initializer):
+        graph.initializer.append(copy)
+    return copy.name
 
 
 def _channel_axis(node: onnx.NodeProto) -> int:
