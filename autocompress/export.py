@@ -327,18 +327,32 @@ def latency_table(
     random inputs: latency does not depend on the values). New entries go back to ``cache``.
     ``grid``: the fractions of each layer's full channel counts measured (default
     :data:`~autocompress.cost.runtime_table.GRID`, eighths); ``policies``: the calibration
-    policies (default :func:`calibration_policies`, 14 of them; at least 5 are needed).
+    policies (default :func:`calibration_policies`: 14 structured and 16 random mixed ones; at
+    least as many as the table's features are needed).
     ``benchmarks/latency_table.py`` measures its predictions against the runtime.
     """
-    from autocompress.cost.check import check_policy
-    from autocompress.cost.runtime_table import LatencyTable, layer_shapes, runtime_key
+    import tempfile
 
-    table = LatencyTable(runtime_key(threads, batch), threads, batch, layer_shapes(model, profile))
+    from autocompress.cost.check import check_policy
+    from autocompress.cost.runtime_table import (
+        FORMS,
+        LatencyTable,
+        layer_graph,
+        layer_shapes,
+        runtime_key,
+    )
+
+    with tempfile.TemporaryDirectory(prefix="autocompress-table-") as tmp:
+        path = Path(tmp) / "model.onnx"
+        write_onnx(folded(model).eval(), path, profile.inputs)
+        graph = layer_graph(onnx.load(str(path)), profile)
+    shapes = layer_shapes(model, profile, graph)
+    table = LatencyTable(runtime_key(threads, batch), threads, batch, shapes, graph)
     if grid is not None:
         table.grid = tuple(grid)
     if cache is not None:
         table.load_entries(cache)
-    for form in ("float", "int8"):
+    for form in FORMS:
         table.fill(form)
     observed = []
     for policy in calibration_policies(profile) if policies is None else policies:
@@ -357,9 +371,10 @@ def latency_table(
     return table
 
 
-def calibration_policies(profile: Profile) -> list[Policy]:
+def calibration_policies(profile: Profile, random: int = 16) -> list[Policy]:
     """The policies a latency table is fitted on: uniform pruning 0 to 75% with float and with
-    W8A8 layers, float and integer layers alternating, and low rank in both forms."""
+    W8A8 layers, float and integer layers alternating, low rank in both forms, and ``random``
+    mixed policies (:func:`random_policies`, seed 0)."""
     names = list(profile.layers)
     prunable = {
         n for n, layer in profile.layers.items() if profile.groups[layer.out_group].prunable
@@ -383,6 +398,32 @@ def calibration_policies(profile: Profile) -> list[Policy]:
     for prune in (0.0, 0.5):
         out += [policy(prune, lambda i: i % 2 == 0), policy(prune, lambda i: i % 2 == 1)]
     out += [policy(0.0, lambda i: False, 0.25), policy(0.0, lambda i: True, 0.25)]
+    return out + random_policies(profile, random, seed=0)
+
+
+def random_policies(profile: Profile, count: int, seed: int) -> list[Policy]:
+    """``count`` random mixed policies: per layer, pruning in [0, 0.8] with probability 1/2
+    (one ratio per coupled channel group), low rank in [0.15, 0.45] with probability 1/4, W8A8
+    or float with probability 1/2 each."""
+    import random
+
+    rng = random.Random(seed)
+    out = []
+    for _ in range(count):
+        layers = {}
+        pruned: set[int] = set()
+        for name, layer in profile.layers.items():
+            group = layer.out_group
+            prunable = profile.groups[group].prunable and group not in pruned
+            pruned.add(group)
+            bits = rng.choice([8, 32])
+            layers[name] = LayerChoice(
+                prune=rng.uniform(0, 0.8) if prunable and rng.random() < 0.5 else 0.0,
+                rank=rng.uniform(0.15, 0.45) if rng.random() < 0.25 else 1.0,
+                w_bits=bits,
+                a_bits=bits,
+            )
+        out.append(Policy(profile.model, layers))
     return out
 
 

@@ -4,9 +4,10 @@
 
 For each model (random weights: latency does not depend on them), the ONNX Runtime latency
 table is built (``export.latency_table``, 1 thread, batch 64; a fresh cache, so the time to build
-it is the whole cost), then ``--policies`` random mixed policies (per layer: pruning in [0, 0.8]
-with probability 1/2, low rank in [0.15, 0.45] with probability 1/4, W8A8 or float with
-probability 1/2) are each priced by the table (no model built) and then built, exported as they
+it is the whole cost; its calibration policies include 16 random ones drawn with seed 0), then
+``--policies`` random mixed policies (``export.random_policies`` with seed 1: per layer, pruning
+in [0, 0.8] with probability 1/2, low rank in [0.15, 0.45] with probability 1/4, W8A8 or float
+with probability 1/2) are each priced by the table (no model built) and then built, exported as they
 deploy (``model.onnx``, integer where bits are 8) and timed in ONNX Runtime (median of 30 runs).
 Prints every policy's predicted and measured milliseconds, and the median and worst absolute
 relative error.
@@ -15,7 +16,6 @@ relative error.
 from __future__ import annotations
 
 import argparse
-import random
 import statistics
 import sys
 import tempfile
@@ -28,27 +28,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import autocompress as ac
 from autocompress.cost.metrics import compute_costs
-from autocompress.export import deployed_latency, latency_table
+from autocompress.export import deployed_latency, latency_table, random_policies
 from autocompress.models import ZOO
 
 SHAPES = {"lenet5": (1, 28, 28), "resnet20": (3, 32, 32), "vgg16_bn": (3, 32, 32)}
-
-
-def random_policy(profile: ac.Profile, rng: random.Random) -> ac.Policy:
-    layers = {}
-    pruned: set[int] = set()  # coupled layers share a channel group: one ratio on one of them
-    for name, layer in profile.layers.items():
-        group = layer.out_group
-        prunable = profile.groups[group].prunable and group not in pruned
-        pruned.add(group)
-        bits = rng.choice([8, 32])
-        layers[name] = ac.LayerChoice(
-            prune=rng.uniform(0, 0.8) if prunable and rng.random() < 0.5 else 0.0,
-            rank=rng.uniform(0.15, 0.45) if rng.random() < 0.25 else 1.0,
-            w_bits=bits,
-            a_bits=bits,
-        )
-    return ac.Policy(profile.model, layers)
 
 
 def run(name: str, count: int, batch: int, threads: int) -> dict[str, float]:
@@ -63,10 +46,8 @@ def run(name: str, count: int, batch: int, threads: int) -> dict[str, float]:
     build = time.perf_counter() - start
     print(f"\n== {name}: table built in {build:.1f} s ({table.measured} layer measurements) ==")
     print("coefficients:", ", ".join(f"{c:.3g}" for c in table.coef))
-    rng = random.Random(1)
     errors = []
-    for i in range(count):
-        policy = random_policy(profile, rng)
+    for i, policy in enumerate(random_policies(profile, count, seed=1)):
         predicted = table.predict(profile, policy, compute_costs(profile, policy))
         built = ac.compress(model, policy, example, calibration=[torch.randn(8, *shape)])
         measured = deployed_latency(built.eval(), policy, ac.Inputs((example,)), threads, batch)

@@ -8,19 +8,29 @@ form where ``w_bits`` and ``a_bits`` are ≤ 8). Channel counts are measured on 
 :data:`GRID` fractions of the full width and interpolated (bilinearly) between, so a table costs
 a few dozen measurements per layer shape, not one per policy.
 
-A layer timed alone is not the layer in its graph (fused activations, layout conversions,
-pooling, residual adds, quantize/dequantize between float and integer layers). So the prediction
-is a small linear model over what the table gives — the sum over float layers, the sum over
-integer layers, the activations each kind writes, a constant — whose weights are fitted once per
-model to end-to-end measurements of a fixed set of calibration policies (uniform pruning in both
-forms, alternating float and integer layers, low rank): :meth:`LatencyTable.calibrate`.
+A layer timed alone is not the layer in its graph. Two things decide what it costs there:
+
+- **Which form it really runs in.** ONNX Runtime fuses a layer into an integer kernel only when
+  its input *and* its output are quantized: an 8-bit layer whose output goes to a float layer
+  (or to a residual add that stays float, or to average pooling) runs as a float convolution
+  with its weights dequantized on every call. The table reads the model's graph once
+  (:func:`layer_graph`: which layers, residual adds and other ops each layer's output reaches)
+  and applies the export's rules to each policy (:meth:`LatencyTable.forms`).
+- **The boundaries between forms.** Every float → integer crossing quantizes the activation and
+  converts its layout (NCHW to NHWC), every integer → float crossing converts it back.
+
+So the prediction is a small linear model over what the table and the graph give — the table's
+sum over the layers running in float and over those running as integer kernels, the
+activations each kind writes, the activations crossing into and out of integer chains, the
+inputs and weights of 8-bit layers left unfused, a constant — whose weights are fitted once per
+model to end-to-end measurements of calibration policies (uniform pruning in both forms,
+alternating forms, low rank, and random mixed policies): :meth:`LatencyTable.calibrate`.
 
 Entries are keyed by layer shape, form, runtime version, machine, threads and batch, and kept
 in a JSON file (:meth:`LatencyTable.save`), so a table is reused across runs on one machine.
 
-Status: a building block, not yet a budget metric of the search. Measured against the runtime
-over 50 random mixed policies of LeNet-5 (``benchmarks/latency_table.py``, RESULTS.md) its
-median error is 25%: far from the 10% a budget needs, so the search still measures latency.
+How well it predicts: ``benchmarks/latency_table.py`` (50 random mixed policies per model,
+built and timed end to end), figures in RESULTS.md.
 """
 
 from __future__ import annotations
@@ -47,7 +57,17 @@ from autocompress.files import write_atomic
 from autocompress.policy import Policy
 
 GRID = (1 / 8, 2 / 8, 3 / 8, 4 / 8, 5 / 8, 6 / 8, 7 / 8, 1.0)
-FORMS = ("float", "int8")
+FEATURES = (
+    "float_ms",
+    "int_ms",
+    "unfused_ms",
+    "float_values",
+    "int_values",
+    "into_int",
+    "out_of_int",
+    "constant",
+)
+FORMS = ("float", "int8", "unfused")
 REPEATS, WARMUP = 10, 2
 
 
@@ -63,6 +83,7 @@ class Shape:
     groups: int = 1  # fixed groups (grouped convs); depthwise is groups == channels
     depthwise: bool = False
     size: tuple[int, ...] = ()  # input spatial size (H, W), or (rows,) per sample for a linear
+    pool: tuple[int, ...] = ()  # a max pooling on its output: kernel (2), strides (2), pads (4)
 
     def key(self) -> str:
         return json.dumps(dataclasses.astuple(self))
@@ -82,9 +103,53 @@ class LayerShapes:
     (a 1×1 convolution on its output, or the same linear), and its full channel counts."""
 
     main: Shape
-    second: Shape
+    second: Shape  # with the pooling after the layer, if any
     full_in: int
     full_out: int
+
+    @property
+    def pooled(self) -> Shape:
+        """The layer's own shape with the pooling after it (a layer without low rank)."""
+        return dataclasses.replace(self.main, pool=self.second.pool)
+
+
+@dataclass(frozen=True)
+class Operand:
+    """One operand of a residual add: a layer's output, or a tensor that layers also read
+    (an identity shortcut: quantized only through an 8-bit integer layer reading it)."""
+
+    layer: str | None
+    readers: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Add:
+    """A residual add: its operands, and the layers reading its sum."""
+
+    operands: tuple[Operand, ...]
+    readers: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Flow:
+    """Where a layer's output goes (through ReLU and ops that only move values), and where its
+    input comes from, in the model's graph."""
+
+    readers: tuple[str, ...] = ()  # layers reading the output
+    add: int | None = None  # or the residual add it is an operand of
+    identity_of: tuple[int, ...] = ()  # residual adds reading it as their identity operand
+    elsewhere: bool = False  # or anything else too (average pooling, the model's output)
+    pool: tuple[int, ...] = ()  # a max pooling on the way: kernel (2), strides (2), pads (4)
+    source: tuple[str, ...] = ()  # the layer whose output is its input
+    source_add: int | None = None  # or the residual add whose sum is its input
+
+
+@dataclass(frozen=True)
+class LayerGraph:
+    """The data flow between a model's compressible layers (:func:`layer_graph`)."""
+
+    flows: dict[str, Flow]
+    adds: tuple[Add, ...]
 
 
 @dataclass
@@ -95,6 +160,7 @@ class LatencyTable:
     threads: int
     batch: int
     layers: dict[str, LayerShapes]
+    graph: LayerGraph | None = None  # without it every 8-bit layer counts as fused
     entries: dict[str, float] = field(default_factory=dict)  # "<shape>|<form>|<cin>|<cout>"
     coef: list[float] = field(default_factory=list)  # weights of :meth:`features`
     grid: tuple[float, ...] = GRID  # fractions of the full channel counts measured
@@ -107,30 +173,102 @@ class LatencyTable:
         values = self.features(profile, policy, costs)
         return max(sum(c * v for c, v in zip(self.coef, values, strict=True)), 1e-6)
 
-    def features(self, profile: Profile, policy: Policy, costs: Costs) -> list[float]:
-        """What the calibration weighs: the table's sum over float layers and over integer
-        layers (ms), the activations those layers write (millions of values per batch: the
-        elementwise ops, pooling, quantize/dequantize and layout conversions around them),
-        and a constant."""
-        sums = {"float": 0.0, "int8": 0.0}
-        acts = {"float": 0.0, "int8": 0.0}
-        for name, layer in profile.layers.items():
-            form = "int8" if _integer(policy, name) else "float"
-            sums[form] += self.layer_ms(name, layer, policy, costs, form)
-            acts[form] += costs.layers[name].out_features * layer.positions * self.batch / 1e6
-        return [sums["float"], sums["int8"], acts["float"], acts["int8"], 1.0]
+    def forms(self, policy: Policy) -> dict[str, tuple[str, str]]:
+        """The form each layer runs in under ``policy``: (first factor, second factor) of a
+        low-rank layer, (form, form) otherwise. ``int8`` is an integer kernel; ``float`` a layer
+        the policy keeps float; ``unfused`` an 8-bit layer whose output is not quantized, which
+        ONNX Runtime runs as a float kernel with its weights dequantized on every call (the
+        first factor of a low-rank 8-bit layer is always fused: the second quantizes its
+        output)."""
+        integer = {name: _integer(policy, name) for name in self.layers}
+        if self.graph is None:
+            return {n: ("int8", "int8") if i else ("float", "float") for n, i in integer.items()}
+        adds = [_add_quantized(add, integer, policy) for add in self.graph.adds]
+        out = {}
+        for name, flow in self.graph.flows.items():
+            if not integer[name]:
+                out[name] = ("float", "float")
+                continue
+            if flow.add is not None:
+                quantized = adds[flow.add]
+            else:  # a shortcut read raw by a float add keeps the layer's output float too
+                quantized = (
+                    bool(flow.readers)
+                    and all(integer[r] for r in flow.readers)
+                    and all(adds[k] for k in flow.identity_of)
+                )
+            out[name] = ("int8", "int8" if quantized and not flow.elsewhere else "unfused")
+        return out
 
-    def layer_ms(self, name: str, layer: Any, policy: Policy, costs: Costs, form: str) -> float:
-        """The table's milliseconds of one layer: itself, or its two low-rank factors."""
+    def features(self, profile: Profile, policy: Policy, costs: Costs) -> list[float]:
+        """What the calibration weighs (:data:`FEATURES`): the table's sums over the layers
+        running in float, as integer kernels and as unfused 8-bit layers (ms); the activations
+        float and integer layers write, and those crossing from float into an integer chain and
+        back out (millions of values per batch); a constant."""
+        forms = self.forms(policy)
+        fused = {n: f[1] == "int8" for n, f in forms.items()}
+        adds: list[bool] = []  # residual adds running as integer adds
+        if self.graph is not None:
+            integer = {name: _integer(policy, name) for name in self.layers}
+            adds = [
+                _add_quantized(a, integer, policy)
+                and bool(a.readers)
+                and all(fused[r] for r in a.readers)
+                for a in self.graph.adds
+            ]
+        f = dict.fromkeys(FEATURES, 0.0)
+        f["constant"] = 1.0
+        for name, layer in profile.layers.items():
+            first, second = forms[name]
+            cost = costs.layers[name]
+            out_values = cost.out_features * layer.positions * self.batch / 1e6
+            in_values = cost.in_features * self._in_positions(name) * self.batch / 1e6
+            parts = self.parts(name, layer, policy, costs, forms)
+            for ms, form in zip(parts, (first, second)[-len(parts) :], strict=True):
+                f[f"{form}_ms".replace("int8", "int")] += ms
+            f["int_values" if second == "int8" else "float_values"] += out_values
+            if second != "int8" or self.graph is None:
+                continue
+            flow = self.graph.flows[name]
+            fed = (bool(flow.source) and all(fused[s] for s in flow.source)) or (
+                flow.source_add is not None and adds[flow.source_add]
+            )
+            if not fed:
+                f["into_int"] += in_values
+            if flow.add is not None:
+                stays = adds[flow.add]
+            else:
+                stays = bool(flow.readers) and all(fused[r] for r in flow.readers)
+            if not stays:
+                f["out_of_int"] += out_values
+        return [f[k] for k in FEATURES]
+
+    def _in_positions(self, name: str) -> int:
+        """Input positions per sample of a layer (H × W of a conv, rows of a linear)."""
+        shape = self.layers[name].main
+        return math.prod(shape.size) if shape.size else 1
+
+    def parts(
+        self,
+        name: str,
+        layer: Any,
+        policy: Policy,
+        costs: Costs,
+        forms: dict[str, tuple[str, str]] | None = None,
+    ) -> list[float]:
+        """The table's milliseconds of one layer: [itself] or [its two low-rank factors], each
+        in its form (the max pooling after it, if any, with the last)."""
+        first, second = (forms or self.forms(policy))[name]
         cost, rank, shapes = costs.layers[name], policy.choice(name).rank, self.layers[name]
         cin, cout = cost.in_features, cost.out_features
         if rank >= 1.0:
-            return self.lookup(shapes.main, shapes.full_in, shapes.full_out, form, cin, cout)
+            return [self.lookup(shapes.pooled, shapes.full_in, shapes.full_out, second, cin, cout)]
         groups = cout if layer.depthwise else layer.groups
         r = kept_rank(rank, cout, (cin // groups) * layer.kernel)
-        return self.lookup(
-            shapes.main, shapes.full_in, shapes.full_out, form, cin, r
-        ) + self.lookup(shapes.second, shapes.full_out, shapes.full_out, form, r, cout)
+        return [
+            self.lookup(shapes.main, shapes.full_in, shapes.full_out, first, cin, r),
+            self.lookup(shapes.second, shapes.full_out, shapes.full_out, second, r, cout),
+        ]
 
     def calibrate(self, observed: list[tuple[list[float], float]]) -> None:
         """Fit the weights of :meth:`features` (non-negative least squares, relative errors)
@@ -157,10 +295,10 @@ class LatencyTable:
         return _interp2(ins, outs, cin, cout, lambda i, o: self.entry(shape, form, i, o))
 
     def fill(self, form: str) -> None:
-        """Measure every grid point of every layer's own shape in ``form`` (low-rank factors'
-        second shapes are measured when a policy first asks for them)."""
+        """Measure every grid point of every layer's own shape in ``form`` (low-rank factors
+        are measured when a policy first asks for them)."""
         for shapes in self.layers.values():
-            shape = shapes.main
+            shape = shapes.pooled
             outs = _grid(shapes.full_out, 1 if shape.depthwise else shape.groups, self.grid)
             if shape.depthwise:
                 for c in outs:
@@ -203,8 +341,11 @@ def _read(path: Path) -> dict[str, Any]:
 
 
 @torch.no_grad()
-def layer_shapes(model: nn.Module, profile: Profile) -> dict[str, LayerShapes]:
-    """Each profiled layer's shapes, from one call of ``model`` on the profile's inputs."""
+def layer_shapes(
+    model: nn.Module, profile: Profile, graph: LayerGraph | None = None
+) -> dict[str, LayerShapes]:
+    """Each profiled layer's shapes, from one call of ``model`` on the profile's inputs (and
+    the max pooling after it, from ``graph``)."""
     sizes: dict[str, tuple[tuple[int, ...], tuple[int, ...]]] = {}
     modules = dict(model.named_modules())
 
@@ -237,7 +378,8 @@ def layer_shapes(model: nn.Module, profile: Profile) -> dict[str, LayerShapes]:
                 layer.depthwise,
                 tuple(x[2:]),
             )
-            second = Shape("conv", size=tuple(y[2:]))
+            pool = graph.flows[name].pool if graph is not None else ()
+            second = Shape("conv", size=tuple(y[2:]), pool=pool)
         else:
             rows = math.prod(x[1:-1]) if len(x) > 2 else 1
             main = second = Shape("linear", size=(rows,))
@@ -245,8 +387,124 @@ def layer_shapes(model: nn.Module, profile: Profile) -> dict[str, LayerShapes]:
     return out
 
 
+PASS_OPS = ("Relu", "MaxPool", "Reshape", "Flatten", "Transpose", "Squeeze", "Unsqueeze")
+
+
+def layer_graph(proto: onnx.ModelProto, profile: Profile, prefix: str = "") -> LayerGraph:
+    """The data flow between ``profile``'s layers in ``proto``, the model's float ONNX export:
+    where each layer's output goes and where its input comes from, through ReLU and the ops
+    that only move values (:data:`PASS_OPS`), and the residual adds between them. A layer is
+    found by its weight initializer (``<prefix><layer>.weight``)."""
+    graph = proto.graph
+    nodes = list(graph.node)  # nodes are referred to by their index in it
+    inits = {i.name for i in graph.initializer}
+    layer_of: dict[int, str] = {}
+    for i, node in enumerate(nodes):
+        if len(node.input) > 1 and node.input[1] in inits and node.input[1].startswith(prefix):
+            name = node.input[1].removeprefix(prefix).removesuffix(".weight")
+            if name in profile.layers:
+                layer_of[i] = name
+    producer = {out: i for i, node in enumerate(nodes) for out in node.output}
+    consumers: dict[str, list[int]] = {}
+    for i, node in enumerate(nodes):
+        for name in node.input:
+            consumers.setdefault(name, []).append(i)
+    outputs = {o.name for o in graph.output}
+
+    def forward(tensor: str) -> str:
+        while (
+            len(after := consumers.get(tensor, [])) == 1
+            and nodes[after[0]].op_type in PASS_OPS
+            and tensor not in outputs
+        ):
+            tensor = nodes[after[0]].output[0]
+        return tensor
+
+    def pooling(tensor: str) -> tuple[int, ...]:
+        """The first max pooling on the way :func:`forward` goes from ``tensor``."""
+        while len(after := consumers.get(tensor, [])) == 1 and nodes[after[0]].op_type in PASS_OPS:
+            node = nodes[after[0]]
+            if node.op_type == "MaxPool":
+                attrs = {a.name: list(a.ints) for a in node.attribute}
+                kernel = attrs.get("kernel_shape", [1, 1])
+                strides = attrs.get("strides", [1] * len(kernel))
+                pads = attrs.get("pads", [0] * 2 * len(kernel))
+                return (*kernel, *strides, *pads) if len(kernel) == 2 else ()
+            tensor = node.output[0]
+        return ()
+
+    def backward(tensor: str) -> int | None:
+        while (i := producer.get(tensor)) is not None and nodes[i].op_type in PASS_OPS:
+            tensor = nodes[i].input[0]
+        return producer.get(tensor)
+
+    def readers(tensor: str) -> tuple[str, ...]:
+        return tuple(layer_of[i] for i in consumers.get(tensor, []) if i in layer_of)
+
+    add_nodes = [i for i, n in enumerate(nodes) if n.op_type == "Add" and not set(n.input) & inits]
+    add_index = {i: k for k, i in enumerate(add_nodes)}
+
+    def identity(j: int, tensor: str) -> bool:
+        """Whether node ``j`` is a residual add reading ``tensor`` as its identity operand (a
+        tensor layers also read: the add's rule quantizes it through them)."""
+        return j in add_index and producer.get(tensor) not in layer_of and bool(readers(tensor))
+
+    adds = []
+    for i in add_nodes:
+        operands = []
+        for tensor in nodes[i].input:
+            source = producer.get(tensor)
+            if source in layer_of:
+                operands.append(Operand(layer_of[source]))
+            else:
+                operands.append(Operand(None, readers(tensor)))
+        out = forward(nodes[i].output[0])
+        after = [j for j in consumers.get(out, []) if not identity(j, out)]
+        only_layers = out not in outputs and bool(after) and all(j in layer_of for j in after)
+        adds.append(Add(tuple(operands), readers(out) if only_layers else ()))
+    flows = {}
+    for i, name in layer_of.items():
+        out = forward(nodes[i].output[0])
+        after = [j for j in consumers.get(out, []) if not identity(j, out)]
+        add = next((add_index[j] for j in after if j in add_index), None)
+        elsewhere = (
+            out in outputs
+            or not after
+            or any(j not in layer_of and j not in add_index for j in after)
+            or (add is not None and len(after) > 1)  # read by the add and by something else
+        )
+        source = backward(nodes[i].input[0])
+        flows[name] = Flow(
+            readers=() if add is not None else readers(out),
+            add=add,
+            identity_of=tuple(
+                add_index[j] for j in consumers.get(out, []) if identity(j, out) and add is None
+            ),
+            elsewhere=elsewhere,
+            pool=pooling(nodes[i].output[0]),
+            source=(layer_of[source],) if source in layer_of else (),
+            source_add=add_index.get(source) if source is not None else None,
+        )
+    for name in profile.layers:
+        flows.setdefault(name, Flow(elsewhere=True))  # not found in the graph: priced as float
+    return LayerGraph(flows, tuple(adds))
+
+
 def _pair(value: Any) -> tuple[int, int]:
     return (value, value) if isinstance(value, int) else (int(value[0]), int(value[1]))
+
+
+def _add_quantized(add: Add, integer: dict[str, bool], policy: Policy) -> bool:
+    """Whether the export quantizes both operands of a residual add (the rule of
+    :mod:`autocompress.compress.residual`): a layer's output if the layer is integer, an
+    identity shortcut if an 8-bit integer layer reads the same tensor."""
+    for operand in add.operands:
+        if operand.layer is not None:
+            if not integer[operand.layer]:
+                return False
+        elif not any(integer[r] and policy.choice(r).a_bits == 8 for r in operand.readers):
+            return False
+    return True
 
 
 def _integer(policy: Policy, name: str) -> bool:
@@ -322,7 +580,16 @@ def layer_model(
     bias = numpy_helper.from_array(np.zeros(cout, np.float32), "b")
     nodes, inits = [], [bias]
     elem = TensorProto.UINT8 if integer else TensorProto.FLOAT
-    if integer:
+    pool = []
+    if shape.kind == "conv" and shape.pool:
+        k, st, pads = shape.pool[:2], shape.pool[2:4], shape.pool[4:]
+        pool = [("MaxPool", {"kernel_shape": list(k), "strides": list(st), "pads": list(pads)})]
+    if form == "float":
+        inits.append(numpy_helper.from_array(weight, "w"))
+        nodes.append(helper.make_node(op, ["x", "w", "b"], ["yc"], **attrs))
+        nodes += _then(pool, "yc", "y")
+        feeds = {"x": rng.standard_normal(x_shape).astype(np.float32)}
+    else:  # 8-bit weights: fused (uint8 in, uint8 out) or unfused (float in, float out)
         scale = np.full(cout, 0.01, np.float32)
         inits += [
             numpy_helper.from_array(np.clip(weight * 100, -127, 127).astype(np.int8), "wq"),
@@ -331,17 +598,26 @@ def layer_model(
             numpy_helper.from_array(np.array(0.02, np.float32), "s"),
             numpy_helper.from_array(np.array(128, np.uint8), "z"),
         ]
-        nodes += [
-            helper.make_node("DequantizeLinear", ["wq", "ws", "wz"], ["w"], axis=axis),
-            helper.make_node("DequantizeLinear", ["x", "s", "z"], ["xf"]),
-            helper.make_node(op, ["xf", "w", "b"], ["yf"], **attrs),
-            helper.make_node("QuantizeLinear", ["yf", "s", "z"], ["y"]),
-        ]
-        feeds = {"x": rng.integers(0, 255, x_shape, dtype=np.uint8)}
-    else:
-        inits.append(numpy_helper.from_array(weight, "w"))
-        nodes.append(helper.make_node(op, ["x", "w", "b"], ["y"], **attrs))
-        feeds = {"x": rng.standard_normal(x_shape).astype(np.float32)}
+        nodes.append(helper.make_node("DequantizeLinear", ["wq", "ws", "wz"], ["w"], axis=axis))
+        if integer:
+            nodes += [
+                helper.make_node("DequantizeLinear", ["x", "s", "z"], ["xf"]),
+                helper.make_node(op, ["xf", "w", "b"], ["yf"], **attrs),
+                helper.make_node("QuantizeLinear", ["yf", "s", "z"], ["yq" if pool else "y"]),
+            ]
+            if pool:
+                nodes.append(helper.make_node("DequantizeLinear", ["yq", "s", "z"], ["yd"]))
+                nodes += _then(pool, "yd", "yp")
+                nodes.append(helper.make_node("QuantizeLinear", ["yp", "s", "z"], ["y"]))
+            feeds = {"x": rng.integers(0, 255, x_shape, dtype=np.uint8)}
+        else:
+            nodes += [
+                helper.make_node("QuantizeLinear", ["x", "s", "z"], ["xq"]),
+                helper.make_node("DequantizeLinear", ["xq", "s", "z"], ["xf"]),
+                helper.make_node(op, ["xf", "w", "b"], ["yc"], **attrs),
+            ]
+            nodes += _then(pool, "yc", "y")
+            feeds = {"x": rng.standard_normal(x_shape).astype(np.float32)}
     graph = helper.make_graph(
         nodes,
         "layer",
@@ -352,3 +628,14 @@ def layer_model(
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
     model.ir_version = 9
     return model, feeds
+
+
+def _then(ops: list[tuple[str, dict[str, Any]]], x: str, y: str) -> list[onnx.NodeProto]:
+    """Nodes applying ``ops`` one after another from tensor ``x`` to tensor ``y``."""
+    if not ops:
+        return [helper.make_node("Identity", [x], [y])]
+    names = [x] + [f"{y}_{i}" for i in range(len(ops) - 1)] + [y]
+    return [
+        helper.make_node(op, [names[i]], [names[i + 1]], **attrs)
+        for i, (op, attrs) in enumerate(ops)
+    ]

@@ -8,18 +8,22 @@ import json
 import onnx
 import onnxruntime as ort
 import pytest
+import torch
 
 import autocompress as ac
 from autocompress.cost.metrics import compute_costs
 from autocompress.cost.runtime_table import (
+    FEATURES,
+    FORMS,
     LatencyTable,
     Shape,
     _grid,
     _interp2,
+    layer_graph,
     layer_model,
     layer_shapes,
 )
-from autocompress.export import calibration_policies, latency_table
+from autocompress.export import calibration_policies, latency_table, random_policies
 from tests.tiny_models import tiny_resnet
 
 HALVES = (0.5, 1.0)  # a coarse grid: the test is about the mechanics, not the figures
@@ -56,20 +60,20 @@ def built(tmp_path_factory):
     model = tiny_resnet().eval()
     profile = ac.profile(model, (1, 8, 8), name="tiny_resnet")
     cache = tmp_path_factory.mktemp("table") / "table.json"
-    policies = calibration_policies(profile)[:6]
+    policies = calibration_policies(profile)[: len(FEATURES) + 1]
     table = latency_table(model, profile, batch=8, cache=cache, grid=HALVES, policies=policies)
     return model, profile, cache, table
 
 
 def test_the_table_is_cached_and_reused(built) -> None:
     model, profile, cache, table = built
-    assert table.measured > 0 and len(table.coef) == 5
+    assert table.measured > 0 and len(table.coef) == len(FEATURES)
     stored = json.loads(cache.read_text())
     assert stored["key"] == table.key and len(stored["entries"]) == table.measured
     again = LatencyTable(table.key, 1, 8, layer_shapes(model, profile), grid=HALVES)
     assert again.load_entries(cache) == table.measured
-    again.fill("float")
-    again.fill("int8")
+    for form in FORMS:
+        again.fill(form)
     assert again.measured == 0  # every layer measurement came from the cache
     assert again.entries == table.entries
     other = LatencyTable("another machine", 1, 8, again.layers, grid=HALVES)
@@ -79,14 +83,20 @@ def test_the_table_is_cached_and_reused(built) -> None:
 def test_predictions_come_from_the_policy_alone(built) -> None:
     _, profile, _, table = built
     policies = calibration_policies(profile)
-    assert len(policies) == 14
+    assert len(policies) == 14 + 16
     predicted = [table.predict(profile, p, compute_costs(profile, p)) for p in policies]
     assert all(ms > 0 for ms in predicted)
     # the features it weighs: float and integer layer sums move with the policy's forms
     float_only, integer_only = policies[0], policies[1]
-    f = table.features(profile, float_only, compute_costs(profile, float_only))
-    i = table.features(profile, integer_only, compute_costs(profile, integer_only))
-    assert f[1] == 0 and f[0] > 0 and i[0] == 0 and i[1] > 0
+
+    def named(policy: ac.Policy) -> dict[str, float]:
+        values = table.features(profile, policy, compute_costs(profile, policy))
+        return dict(zip(FEATURES, values, strict=True))
+
+    f, i = named(float_only), named(integer_only)
+    assert f["int_ms"] == 0 and f["float_ms"] > 0 and f["into_int"] == 0
+    assert i["int_ms"] > 0 and i["float_ms"] == 0
+    assert i["into_int"] > 0 and i["unfused_ms"] > 0
 
 
 def test_an_uncalibrated_table_says_so(built) -> None:
@@ -96,3 +106,38 @@ def test_an_uncalibrated_table_says_so(built) -> None:
     policy = calibration_policies(profile)[0]
     with pytest.raises(ValueError, match="not calibrated"):
         replace(table, coef=[]).predict(profile, policy, compute_costs(profile, policy))
+
+
+def test_the_forms_a_policy_runs_in_are_the_runtimes(tmp_path) -> None:
+    """The table's reading of the graph agrees with ONNX Runtime's fused kernels: an 8-bit
+    layer runs as QLinearConv only where its output is quantized too (its readers are 8-bit,
+    or the residual add it feeds is integer), on random mixed policies of a ResNet-8."""
+    from autocompress.compress.layers import folded
+    from autocompress.export import write_deployed_onnx, write_onnx
+    from autocompress.models.resnet_cifar import ResNetCifar
+
+    torch.manual_seed(0)
+    model = ResNetCifar(depth=8, width=0.5, input_size=16).eval()
+    example = torch.zeros(1, 3, 16, 16)
+    profile = ac.profile(model, example, name="resnet8")
+    write_onnx(folded(model).eval(), tmp_path / "float.onnx", profile.inputs)
+    graph = layer_graph(onnx.load(str(tmp_path / "float.onnx")), profile)
+    assert graph.flows["layer1.0.conv2"].add is not None  # it feeds a residual add
+    assert graph.flows["fc"].elsewhere  # the model's output
+    table = LatencyTable("k", 1, 8, layer_shapes(model, profile), graph)
+    fused_counts = []
+    for policy in random_policies(profile, 4, seed=3):
+        forms = table.forms(policy)
+        predicted = sum(
+            (f[0] == "int8") + (f[1] == "int8") if policy.choice(n).rank < 1 else f[1] == "int8"
+            for n, f in forms.items()
+        )
+        small = ac.compress(model, policy, example, calibration=[torch.randn(8, 3, 16, 16)])
+        write_deployed_onnx(small.eval(), policy, tmp_path / "model.onnx", ac.Inputs((example,)))
+        options = ort.SessionOptions()
+        options.optimized_model_filepath = str(tmp_path / "optimized.onnx")
+        ort.InferenceSession(str(tmp_path / "model.onnx"), options)
+        ops = [n.op_type for n in onnx.load(str(tmp_path / "optimized.onnx")).graph.node]
+        fused_counts.append((predicted, ops.count("QLinearConv") + ops.count("QGemm")))
+    assert all(p == a for p, a in fused_counts), fused_counts
+    assert any(p > 0 for p, _ in fused_counts)
