@@ -116,6 +116,12 @@ def _parser() -> argparse.ArgumentParser:
     p = command("cost", "price the base model, or a policy, with the analytic cost model")
     p.add_argument("--policy", type=Path, help="policy YAML file (default: the base model)")
     p.add_argument("--json", action="store_true", help="print JSON instead of tables")
+    p.add_argument(
+        "--latency",
+        action="store_true",
+        help="also predict ONNX Runtime latency with the latency table (latency_ms_predicted; "
+        "built on first use, minutes, then kept under runs_root)",
+    )
     p.set_defaults(func=cmd_cost)
 
     p = command(
@@ -422,7 +428,8 @@ def cmd_sensitivity(cfg: Config, args: argparse.Namespace) -> int:
 def cmd_cost(cfg: Config, args: argparse.Namespace) -> int:
     from autocompress.commands import cost
 
-    report = cost(cfg, args.policy)
+    log = (lambda _: None) if args.json else console.print
+    report = cost(cfg, args.policy, args.latency, log)
     if args.json:
         print(json.dumps(report, indent=2))
         return 0
@@ -458,6 +465,14 @@ def _print_cost_tables(report: dict[str, Any], with_policy: bool) -> None:
         total.add_column(col, justify="left" if col == "metric" else "right")
     for m in ("macs", "params", "bitops", "size_bytes"):
         total.add_row(m, f"{report['base'][m]:,}", f"{report[m]:,}", f"{report['ratios'][m]:.3f}")
+    if "latency_ms_predicted" in report:
+        m = "latency_ms_predicted"
+        total.add_row(
+            f"{m} (ONNX Runtime)",
+            f"{report['base'][m]:.3f}",
+            f"{report[m]:.3f}",
+            f"{report['ratios'][m]:.3f}",
+        )
     console.print(total)
     for name, why in report["not_prunable"].items():
         console.print(f"[dim]not prunable[/] {name}: {why}", soft_wrap=True)
@@ -491,7 +506,7 @@ def cmd_search(cfg: Config, args: argparse.Namespace) -> int:
     from autocompress.commands import front, start_search, write_pareto
     from autocompress.search.study import records, shown_storage, trials_done
 
-    run = start_search(cfg, on_epoch=_base_epoch)
+    run = start_search(cfg, on_epoch=_base_epoch, log=console.print)
     ctx, study, controller = run.ctx, run.study, run.controller
     space, n = ctx.space, cfg.search.trials
     console.print(

@@ -124,24 +124,38 @@ def sensitivity(
 
 
 # ---------------------------------------------------------------------------------------- cost
-def cost(cfg: Config, policy_path: Path | None = None) -> dict[str, Any]:
+def cost(
+    cfg: Config, policy_path: Path | None = None, latency: bool = False, log: Log = _quiet
+) -> dict[str, Any]:
     """Price the configured model as it is, or a policy file, without training: per-layer and
-    total costs, ratios to the base, the budget's verdicts, and what no knob touches (why)."""
+    total costs, ratios to the base, the budget's verdicts, and what no knob touches (why).
+
+    With ``latency`` (or a config that budgets ``latency_ms_predicted``) the report also has
+    ``latency_ms_predicted``: ONNX Runtime milliseconds at ``search.latency_threads`` and
+    ``search.latency_batch`` predicted by the latency table, built on first use (minutes) and
+    kept under the runs' root."""
     from autocompress.compress import KNOB_METHODS
     from autocompress.cost.check import check_policy
     from autocompress.cost.metrics import compute_costs
-    from autocompress.runs import untrained_profile
+    from autocompress.runs import untrained_model
+    from autocompress.search.objective import needs_prediction, predictor
+    from autocompress.spaces.budget import PREDICTED
 
-    profile = untrained_profile(cfg)
+    model, profile = untrained_model(cfg)
     base_policy = Policy(profile.model)
     policy = Policy.load(policy_path) if policy_path else base_policy
     check_policy(policy, profile, KNOB_METHODS, cfg.compress.round_to)
     base = compute_costs(profile, base_policy, cfg.compress.round_to)
     costs = compute_costs(profile, policy, cfg.compress.round_to)
-    metrics = ("macs", "params", "bitops", "size_bytes")
+    metrics: tuple[str, ...] = ("macs", "params", "bitops", "size_bytes")
     report: dict[str, Any] = {m: getattr(costs, m) for m in metrics}
     report["base"] = {m: getattr(base, m) for m in metrics}
-    report["ratios"] = {m: getattr(costs, m) / getattr(base, m) for m in metrics}
+    predict = predictor(cfg, model, profile, log) if latency or needs_prediction(cfg) else None
+    if predict is not None:
+        metrics += (PREDICTED,)
+        report[PREDICTED] = predict(policy, costs)
+        report["base"][PREDICTED] = predict(base_policy, base)
+    report["ratios"] = {m: report[m] / report["base"][m] for m in metrics}
     report["layers"] = {
         name: {
             "type": profile.layers[name].kind,
@@ -163,7 +177,7 @@ def cost(cfg: Config, policy_path: Path | None = None) -> dict[str, Any]:
     report["model"], report["policy"] = policy.model, policy.to_dict()
     report["budget"] = {}
     for metric, limit in cfg.budget.items():
-        if metric == "latency_ms":  # measured on the built model, not priced analytically
+        if metric not in report:  # latency_ms: measured on the built model, not priced
             continue
         bound = limit.resolve(report["base"][metric])
         report["budget"][metric] = {
@@ -273,9 +287,12 @@ class SearchRun:
         return records(self.study)
 
 
-def start_search(cfg: Config, on_epoch: Callable[[Any], None] | None = None) -> SearchRun:
+def start_search(
+    cfg: Config, on_epoch: Callable[[Any], None] | None = None, log: Log = _quiet
+) -> SearchRun:
     """Check everything that can refuse the search, then train or load the base model, record
-    the run's config and open (or resume) the study. Nothing is written if it refuses."""
+    the run's config and open (or resume) the study. Nothing is written if it refuses.
+    ``log`` hears of slow preparations (the latency table's first build)."""
     from autocompress.runs import untrained_profile, write_run_config
     from autocompress.search.loop import make_controller, prepare_study, quiet_optuna
     from autocompress.search.objective import check_budget_reachable, make_context
@@ -298,7 +315,8 @@ def start_search(cfg: Config, on_epoch: Callable[[Any], None] | None = None) -> 
     run = prepare(cfg, on_epoch)
     space = build_space(cfg.space, run.profile, cfg.compress.round_to)
     write_run_config(cfg)
-    ctx = make_context(cfg, splits_recipe(cfg, run.splits), run.base.model, run.profile, space)
+    recipe = splits_recipe(cfg, run.splits)
+    ctx = make_context(cfg, recipe, run.base.model, run.profile, space, log)
     with quiet_optuna():
         study, recovered = prepare_study(ctx, cfg.search.sampler)
     order = list(run.profile.layers)

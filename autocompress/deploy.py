@@ -176,8 +176,9 @@ def _quantize_layer_outputs(graph: onnx.GraphProto) -> None:
             or tensor in outputs
         ):
             continue
-        params = [_as_initializer(graph, producer, name) for name in node.input[1:]]
-        if None in params:
+        found = [_as_initializer(graph, producer, name) for name in node.input[1:]]
+        params = [name for name in found if name is not None]
+        if len(params) != len(found):
             continue
         quantized, moved = f"{tensor}_q", f"{tensor}_qdq"
         inserted[id(start)] = [

@@ -362,9 +362,11 @@ def latency_table(
     random inputs: latency does not depend on the values). New entries go back to ``cache``.
     ``grid``: the fractions of each layer's full channel counts measured (default
     :data:`~autocompress.cost.runtime_table.GRID`, eighths); ``policies``: the calibration
-    policies (default :func:`calibration_policies`: 14 structured and 16 random mixed ones; at
+    policies (default :func:`calibration_policies`: 14 structured and 40 random mixed ones; at
     least as many as the table's features are needed).
-    ``benchmarks/latency_table.py`` measures its predictions against the runtime.
+    A table calibrated before with the default policies is read back from ``cache`` without
+    measuring anything. ``benchmarks/latency_table.py`` measures its predictions against the
+    runtime.
     """
     import tempfile
 
@@ -387,6 +389,8 @@ def latency_table(
         table.grid = tuple(grid)
     if cache is not None:
         table.load_entries(cache)
+        if table.coef and policies is None:
+            return table  # measured and calibrated here before
     for form in FORMS:
         table.fill(form)
     table.remeasure()
@@ -411,7 +415,7 @@ def latency_table(
     return table
 
 
-def calibration_policies(profile: Profile, random: int = 16) -> list[Policy]:
+def calibration_policies(profile: Profile, random: int = 40) -> list[Policy]:
     """The policies a latency table is fitted on: uniform pruning 0 to 75% with float and with
     W8A8 layers, float and integer layers alternating, low rank in both forms, and ``random``
     mixed policies (:func:`random_policies`, seed 0)."""

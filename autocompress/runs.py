@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 import torch
 import yaml
+from torch import nn
 
 from autocompress.config import Config, parse_config, read_raw_config
 from autocompress.errors import ConfigError
@@ -99,6 +100,12 @@ def example_of(splits: Splits) -> Inputs:
 def untrained_profile(cfg: Config) -> Profile:
     """The profile of the configured model before training: shapes only, no data loaded for
     built-in datasets. Enough to build and check a search space before any work."""
+    return untrained_model(cfg)[1]
+
+
+def untrained_model(cfg: Config) -> tuple[nn.Module, Profile]:
+    """The configured model with its initial weights, and its profile (see
+    :func:`untrained_profile`): what shapes and latency depend on."""
     from autocompress.cost.profile import profile_model
     from autocompress.data import data_shape, load_data
     from autocompress.train.base import init_model, spec_for
@@ -108,9 +115,8 @@ def untrained_profile(cfg: Config) -> Profile:
     example: Inputs | tuple[int, ...] = shape
     if cfg.data.name is None:  # a factory's data may be tokens: profile on a real sample
         example = example_of(load_data(cfg.data, seed=cfg.train.seed))
-    return profile_model(
-        init_model(spec, cfg.train.seed), example, spec.get("name") or spec["factory"]
-    )
+    model = init_model(spec, cfg.train.seed)
+    return model, profile_model(model, example, spec.get("name") or spec["factory"])
 
 
 def splits_recipe(cfg: Config, splits: Splits) -> SplitsRecipe:

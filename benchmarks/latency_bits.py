@@ -1,7 +1,7 @@
 """A latency-budget search with bits in the space against the same search without them.
 
     python benchmarks/latency_bits.py experiments/lenet5-fashion-mnist.yaml \
-        [--trials 20] [--seeds 0 1 2] [--budget 40%] [--set KEY=VALUE ...]
+        [--trials 20] [--seeds 0 1 2] [--budget 40%] [--predicted] [--set KEY=VALUE ...]
 
 (from the repository root: the config's data and runs folders are relative to it)
 
@@ -15,6 +15,10 @@ run directory (studies ``latency-bits-s<seed>`` and ``latency-nobits-s<seed>``);
 the hypervolume of each validation-accuracy / latency front (reference point: base validation
 accuracy − 10 points, and the budget's latency ratio), the best feasible validation accuracy, its
 latency ratio, and the mean and spread over seeds.
+
+With ``--predicted`` the budget also limits ``latency_ms_predicted`` (the latency table's
+prediction, priced before any build): candidates over it are projected inside it, as a MACs
+budget's are; the measured ``latency_ms`` limit still decides feasibility and the fronts.
 """
 
 from __future__ import annotations
@@ -44,10 +48,15 @@ def run(argv: list[str]) -> None:
         raise SystemExit(f"`autocompress {' '.join(argv)}` exited {code}")
 
 
-def variant(raw: dict[str, Any], bits: bool, budget: str, folder: Path) -> Path:
-    """The config with a latency budget measured in ONNX Runtime, with or without bits."""
+def variant(
+    raw: dict[str, Any], bits: bool, budget: str, folder: Path, predicted: bool = False
+) -> Path:
+    """The config with a latency budget measured in ONNX Runtime, with or without bits (and
+    with the latency table's prediction limited too)."""
     cfg = copy.deepcopy(raw)
     cfg["budget"] = {"latency_ms": budget}
+    if predicted:
+        cfg["budget"]["latency_ms_predicted"] = budget
     search = cfg.setdefault("search", {})
     search.update(
         {
@@ -65,14 +74,19 @@ def variant(raw: dict[str, Any], bits: bool, budget: str, folder: Path) -> Path:
 
 
 def main_(
-    config: str, trials: int, seeds: list[int], budget: str, overrides: list[str]
+    config: str,
+    trials: int,
+    seeds: list[int],
+    budget: str,
+    overrides: list[str],
+    predicted: bool = False,
 ) -> dict[str, Any]:
     raw = yaml.safe_load(Path(config).read_text())
     folder = Path(tempfile.mkdtemp(prefix="latency-bits-"))
     rows: dict[str, list[dict[str, float]]] = {"bits": [], "nobits": []}
     for seed in seeds:
         for label in rows:
-            path = variant(raw, label == "bits", budget, folder)
+            path = variant(raw, label == "bits", budget, folder, predicted)
             sets = [*overrides, f"search.study=latency-{label}-s{seed}", f"search.seed={seed}"]
             start = time.perf_counter()
             run(
@@ -104,7 +118,11 @@ def main_(
                     "seconds": seconds,
                 }
             )
-    print(f"\n== latency budget {budget} (ONNX Runtime), {trials} trials each, seeds {seeds} ==")
+    how = "measured, and predicted by the table" if predicted else "measured"
+    print(
+        f"\n== latency budget {budget} (ONNX Runtime, {how}), {trials} trials each, "
+        f"seeds {seeds} =="
+    )
     summary: dict[str, Any] = {"per_run": rows}
     for label, runs in rows.items():
         for r in runs:
@@ -131,6 +149,7 @@ if __name__ == "__main__":
     parser.add_argument("--trials", type=int, default=20)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--budget", default="40%")
+    parser.add_argument("--predicted", action="store_true", help="also limit the prediction")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     args = parser.parse_args()
-    main_(args.config, args.trials, args.seeds, args.budget, args.set)
+    main_(args.config, args.trials, args.seeds, args.budget, args.set, args.predicted)

@@ -4,7 +4,7 @@
 
 For each model (random weights: latency does not depend on them), the ONNX Runtime latency
 table is built (``export.latency_table``, 1 thread, batch 64; a fresh cache, so the time to build
-it is the whole cost; its calibration policies include 16 random ones drawn with seed 0), then
+it is the whole cost; its calibration policies include 40 random ones drawn with seed 0), then
 ``--policies`` random mixed policies (``export.random_policies`` with seed 1: per layer, pruning
 in [0, 0.8] with probability 1/2, low rank in [0.15, 0.45] with probability 1/4, W8A8 or float
 with probability 1/2) are each priced by the table (no model built) and then built, exported as they

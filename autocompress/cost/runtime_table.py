@@ -36,6 +36,7 @@ built and timed end to end), figures in RESULTS.md.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import itertools
 import json
 import math
@@ -65,6 +66,7 @@ FEATURES = (
     "int_values",
     "into_int",
     "out_of_int",
+    "unfused_in",
     "constant",
 )
 FORMS = ("float", "int8", "unfused")
@@ -204,8 +206,9 @@ class LatencyTable:
     def features(self, profile: Profile, policy: Policy, costs: Costs) -> list[float]:
         """What the calibration weighs (:data:`FEATURES`): the table's sums over the layers
         running in float, as integer kernels and as unfused 8-bit layers (ms); the activations
-        float and integer layers write, and those crossing from float into an integer chain and
-        back out (millions of values per batch); a constant."""
+        float and integer layers write, those crossing from float into an integer chain and
+        back out, and the inputs unfused 8-bit layers quantize and dequantize in float
+        (millions of values per batch); a constant."""
         forms = self.forms(policy)
         fused = {n: f[1] == "int8" for n, f in forms.items()}
         adds: list[bool] = []  # residual adds running as integer adds
@@ -228,6 +231,8 @@ class LatencyTable:
             for ms, form in zip(parts, (first, second)[-len(parts) :], strict=True):
                 f[f"{form}_ms".replace("int8", "int")] += ms
             f["int_values" if second == "int8" else "float_values"] += out_values
+            if second == "unfused":
+                f["unfused_in"] += in_values
             if second != "int8" or self.graph is None:
                 continue
             flow = self.graph.flows[name]
@@ -325,20 +330,43 @@ class LatencyTable:
             again = measure(shape, form, cin, cout, self.batch, self.threads)
             self.entries[key] = min(self.entries[key], again)
 
+    def model_key(self) -> str:
+        """What a calibration depends on besides the machine: the layers' shapes and graph
+        and the grid (a digest, for the cache)."""
+        described = json.dumps(
+            [
+                {n: dataclasses.asdict(s) for n, s in sorted(self.layers.items())},
+                dataclasses.asdict(self.graph) if self.graph is not None else None,
+                list(self.grid),
+            ],
+            sort_keys=True,
+            default=str,
+        )
+        return hashlib.sha256(described.encode()).hexdigest()[:20]
+
     def save(self, path: Path) -> None:
-        """Write the entries to ``path``, merged with other models' entries already there."""
+        """Write the entries and this model's calibration to ``path``, merged with other
+        models' already there."""
         stored = _read(path)
         if stored.get("key") != self.key:
-            stored = {"key": self.key, "entries": {}}
+            stored = {"key": self.key, "entries": {}, "fits": {}}
         stored["entries"] = {**stored["entries"], **self.entries}
+        fits: dict[str, Any] = stored["fits"] if isinstance(stored.get("fits"), dict) else {}
+        if self.coef:
+            fits = {**fits, self.model_key(): {"features": list(FEATURES), "coef": self.coef}}
+        stored["fits"] = fits
         write_atomic(path, json.dumps(stored, indent=0, sort_keys=True) + "\n")
 
     def load_entries(self, path: Path) -> int:
-        """Take the entries measured earlier on this machine and setting; returns how many."""
+        """Take the entries measured earlier on this machine and setting, and this model's
+        calibration if it was fitted there; returns how many entries."""
         stored = _read(path)
         if stored.get("key") != self.key:
             return 0
         self.entries.update({k: float(v) for k, v in stored["entries"].items()})
+        fit = (stored.get("fits") or {}).get(self.model_key())
+        if isinstance(fit, dict) and fit.get("features") == list(FEATURES):
+            self.coef = [float(c) for c in fit["coef"]]
         return len(stored["entries"])
 
 
@@ -594,6 +622,7 @@ def layer_model(
     if shape.kind == "conv" and shape.pool:
         k, st, pads = shape.pool[:2], shape.pool[2:4], shape.pool[4:]
         pool = [("MaxPool", {"kernel_shape": list(k), "strides": list(st), "pads": list(pads)})]
+    feeds: dict[str, np.ndarray]
     if form == "float":
         inits.append(numpy_helper.from_array(weight, "w"))
         nodes.append(helper.make_node(op, ["x", "w", "b"], ["yc"], **attrs))

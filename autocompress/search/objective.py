@@ -12,6 +12,7 @@ import time
 import traceback
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any, Literal
 
 import torch
@@ -29,6 +30,7 @@ from autocompress.policy import Policy
 from autocompress.recipe import Length, Recipe
 from autocompress.runs import finetune_length
 from autocompress.spaces import Budget, SearchSpace, check_reachable, project, resolve_budget
+from autocompress.spaces.budget import PREDICTED, Predictor
 
 Report = Callable[[int, float], bool]  # (step, validation accuracy) -> continue?
 # how a candidate is scored: without fine-tuning, after the trial's fine-tune, or after a
@@ -76,16 +78,59 @@ class TrialResult:
 
 
 def make_context(
-    cfg: Config, recipe: Recipe, base: nn.Module, profile: Profile, space: SearchSpace
+    cfg: Config,
+    recipe: Recipe,
+    base: nn.Module,
+    profile: Profile,
+    space: SearchSpace,
+    log: Callable[[str], None] = lambda _: None,
 ) -> TrialContext:
-    base_costs: dict[str, float] = dict(
-        compute_costs(profile, Policy(profile.model), cfg.compress.round_to).as_dict()
-    )
+    base_policy = Policy(profile.model)
+    base_cost = compute_costs(profile, base_policy, cfg.compress.round_to)
+    base_costs: dict[str, float] = dict(base_cost.as_dict())
     if needs_latency(cfg):
         base_costs["latency_ms"] = model_latency(cfg, profile.inputs, base)
-    return TrialContext(
-        cfg, recipe, base, profile, space, resolve_budget(cfg.budget, base_costs), base_costs
-    )
+    predict = predictor(cfg, base, profile, log)
+    if predict is not None:
+        base_costs[PREDICTED] = predict(base_policy, base_cost)
+    budget = resolve_budget(cfg.budget, base_costs, predict)
+    if predict is not None:  # now that the table can price it: refuse an unreachable budget
+        check_reachable(space, budget, base_costs)
+    return TrialContext(cfg, recipe, base, profile, space, budget, base_costs)
+
+
+def needs_prediction(cfg: Config) -> bool:
+    """The latency table is built when predicted latency is budgeted or an objective."""
+    return PREDICTED in cfg.budget or PREDICTED in cfg.search.objectives
+
+
+def latency_table_path(cfg: Config) -> Path:
+    """Where latency tables are kept: one file under the runs' root, shared by every run on
+    this machine (its entries are keyed by machine, runtime version, threads and batch)."""
+    return Path(cfg.runs_root) / "latency-table.json"
+
+
+def predictor(
+    cfg: Config, base: nn.Module, profile: Profile, log: Callable[[str], None] = lambda _: None
+) -> Predictor | None:
+    """The latency table's prediction for this search's model, threads and batch, or None
+    when the search does not use it. Built once (minutes: every layer timed, 30 calibration
+    policies built and timed) and read back from :func:`latency_table_path` afterwards."""
+    if not needs_prediction(cfg):
+        return None
+    from autocompress.export import latency_table
+
+    path = latency_table_path(cfg)
+    threads, batch = cfg.search.latency_threads, cfg.search.latency_batch
+    log(f"latency table: {path} (ONNX Runtime, {threads} thread(s), batch {batch})")
+    start = time.perf_counter()
+    table = latency_table(base, profile, threads, batch, path)
+    if table.measured:
+        log(
+            f"latency table: {table.measured} layer measurements and its calibration in "
+            f"{time.perf_counter() - start:.0f} s"
+        )
+    return lambda policy, costs: table.predict(profile, policy, costs)
 
 
 def check_budget_reachable(cfg: Config, space: SearchSpace) -> None:
@@ -281,13 +326,14 @@ def load_context(cfg: Config, base_costs: Mapping[str, float]) -> TrialContext:
 
     run = prepare(cfg)
     space = build_space(cfg.space, run.profile, cfg.compress.round_to)
-    budget = resolve_budget(cfg.budget, base_costs)
+    # the table was built and cached by the search before its workers started
+    budget = resolve_budget(cfg.budget, base_costs, predictor(cfg, run.base.model, run.profile))
     recipe = splits_recipe(cfg, run.splits)
     return TrialContext(cfg, recipe, run.base.model, run.profile, space, budget, dict(base_costs))
 
 
 def _costs(ctx: TrialContext, policy: Policy) -> dict[str, float]:
-    return dict(compute_costs(ctx.profile, policy, ctx.cfg.compress.round_to).as_dict())
+    return ctx.budget.price(ctx.space, policy)
 
 
 def _infeasible(

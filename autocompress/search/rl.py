@@ -31,7 +31,7 @@ from torch import nn
 from autocompress.cost.metrics import compute_costs
 from autocompress.policy import Policy
 from autocompress.spaces import Budget, Knob, SearchSpace
-from autocompress.spaces.budget import ANALYTIC, analytic_costs, feasible, smallest
+from autocompress.spaces.budget import ANALYTIC, feasible, smallest
 from autocompress.spaces.space import SPACE_KNOBS
 
 STATE_FEATURES = 11  # per-layer features before the previous action
@@ -228,7 +228,8 @@ class LayerWalk:
         return STATE_FEATURES + len(self.kinds)
 
     def _cost(self, positions: Mapping[str, float]) -> float:
-        return float(getattr(analytic_costs(self.space, self.space.at(positions)), self.metric))
+        policy = self.space.policy(self.space.at(positions))
+        return float(self.budget.price(self.space, policy)[self.metric])
 
     def _feasible(self, positions: Mapping[str, float]) -> bool:
         return feasible(self.space, self.budget, self.space.at(positions))

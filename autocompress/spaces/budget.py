@@ -1,22 +1,27 @@
 """Budgets: resolved cost limits, violations, AMC-style projection and uniform baselines.
 
 Analytic metrics (MACs, params, BitOPs, bytes) are priced by the cost model in microseconds,
-so a candidate that breaks them can be moved back inside the budget before any fine-tune is
-spent on it. Latency is measured on the built model and is checked later, in the trial.
+and ``latency_ms_predicted`` by the ONNX Runtime latency table (:mod:`autocompress.cost.
+runtime_table`, a budget's ``predict``), so a candidate that breaks them can be moved back
+inside the budget before any fine-tune is spent on it. Measured latency (``latency_ms``) is
+measured on the built model and is checked later, in the trial.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from autocompress.config import Limit
 from autocompress.cost.metrics import Costs, compute_costs
 from autocompress.errors import AutocompressError
+from autocompress.policy import Policy
 from autocompress.spaces.space import SearchSpace
 
-ANALYTIC = ("macs", "params", "bitops", "size_bytes")
+PREDICTED = "latency_ms_predicted"
+ANALYTIC = ("macs", "params", "bitops", "size_bytes", PREDICTED)
+Predictor = Callable[[Policy, Costs], float]
 BISECTION_STEPS = 14  # positions resolved to 2**-14 of a knob's range
 
 
@@ -26,6 +31,18 @@ class Budget:
 
     limits: Mapping[str, float]
     described: Mapping[str, str]  # as configured, e.g. "25% of base"
+    # the latency table's prediction (milliseconds) of a policy, when latency_ms_predicted
+    # is limited or an objective
+    predict: Predictor | None = field(default=None, compare=False)
+
+    def price(self, space: SearchSpace, policy: Policy) -> dict[str, float]:
+        """``policy``'s analytic costs, with its predicted latency where the budget has a
+        predictor."""
+        costs = compute_costs(space.profile, policy, space.round_to)
+        out = dict(costs.as_dict())
+        if self.predict is not None:
+            out[PREDICTED] = self.predict(policy, costs)
+        return out
 
     def violations(self, values: Mapping[str, float]) -> dict[str, float]:
         """``value / limit - 1`` per limited metric present in ``values``: <= 0 means within."""
@@ -39,21 +56,21 @@ class Budget:
         return any(m in ANALYTIC for m in self.limits)
 
 
-def resolve_budget(limits: Mapping[str, Limit], base: Mapping[str, float]) -> Budget:
-    """Turn configured limits (absolute or ratios) into absolute ones using the base's values."""
+def resolve_budget(
+    limits: Mapping[str, Limit], base: Mapping[str, float], predict: Predictor | None = None
+) -> Budget:
+    """Turn configured limits (absolute or ratios) into absolute ones using the base's values
+    (``predict``: the latency table's, for ``latency_ms_predicted``)."""
     return Budget(
         {m: lim.resolve(base[m]) for m, lim in limits.items()},
         {m: str(lim) for m, lim in limits.items()},
+        predict,
     )
-
-
-def analytic_costs(space: SearchSpace, params: Mapping[str, Any]) -> Costs:
-    return compute_costs(space.profile, space.policy(params), space.round_to)
 
 
 def feasible(space: SearchSpace, budget: Budget, params: Mapping[str, Any]) -> bool:
     """Whether ``params`` meet the budget's analytic limits (priced, never built)."""
-    return budget.holds(analytic_costs(space, params).as_dict())
+    return budget.holds(budget.price(space, space.policy(params)))
 
 
 def _feasible(space: SearchSpace, budget: Budget) -> Callable[[Mapping[str, Any]], bool]:
@@ -93,7 +110,7 @@ def check_reachable(space: SearchSpace, budget: Budget, base: Mapping[str, float
                 "skip_last), so no policy can meet the budget: widen space.rules"
             )
         return
-    costs = analytic_costs(space, space.uniform(1.0)).as_dict()
+    costs = budget.price(space, space.policy(space.uniform(1.0)))
     if budget.holds(costs):
         return
     over = [

@@ -83,7 +83,7 @@ def test_the_table_is_cached_and_reused(built) -> None:
 def test_predictions_come_from_the_policy_alone(built) -> None:
     _, profile, _, table = built
     policies = calibration_policies(profile)
-    assert len(policies) == 14 + 16
+    assert len(policies) == 14 + 40
     predicted = [table.predict(profile, p, compute_costs(profile, p)) for p in policies]
     assert all(ms > 0 for ms in predicted)
     # the features it weighs: float and integer layer sums move with the policy's forms

@@ -177,6 +177,41 @@ def test_latency_in_onnx_runtime_credits_bits(write_config, tmp_path) -> None:
         assert t.user_attrs["costs"]["latency_ms"] > 0
 
 
+def test_a_predicted_latency_budget_is_priced_before_any_build(
+    write_config, tmp_path, capsys
+) -> None:
+    """latency_ms_predicted is priced by the ONNX Runtime latency table without building the
+    candidate: over-budget candidates are projected inside it like MACs, `cost --latency`
+    prints it, and the table is built once and read back from the runs' root."""
+    rule = {"prune": [0.0, 0.8], "w_bits": [8, 32], "a_bits": [8, 32]}
+    space = {"skip_first": False, "rules": [rule]}
+    search = {"trials": 4, "uniform": 1, "latency_batch": 256}  # kernels long enough to time
+    config = write_config(
+        {**SEARCH, "space": space, "search": search, "budget": {"latency_ms_predicted": "90%"}}
+    )
+    run_dir = tmp_path / "runs" / "digits-test"
+    assert main(["search", str(config)]) == 0
+    assert "latency table:" in capsys.readouterr().out  # the first build is announced
+    table = json.loads((tmp_path / "runs" / "latency-table.json").read_text())
+    assert table["entries"] and len(table["fits"]) == 1
+    study = study_of(run_dir)
+    base = study.user_attrs["base_costs"]["latency_ms_predicted"]
+    assert base > 0
+    done = [t for t in study.get_trials() if t.state == TrialState.COMPLETE]
+    assert done
+    for t in done:  # every candidate is inside the budget, projected there if it was not
+        assert t.user_attrs["feasible"] and t.user_attrs["timings"]["finetune"] > 0
+        assert t.user_attrs["costs"]["latency_ms_predicted"] <= 0.9 * base * (1 + 1e-9)
+
+    assert main(["cost", str(config), "--latency", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["base"]["latency_ms_predicted"] == pytest.approx(base)
+    assert report["ratios"]["latency_ms_predicted"] == pytest.approx(1.0)
+    assert not report["budget"]["latency_ms_predicted"]["ok"]  # the base model breaks it
+    after = json.loads((tmp_path / "runs" / "latency-table.json").read_text())
+    assert after == table  # read back, nothing measured again
+
+
 @pytest.mark.parametrize(
     ("argv_tail", "changes", "message"),
     [
