@@ -11,7 +11,8 @@ Both searches start from the config (its base model, data, fine-tune) with the b
 where its bits are 8, and timed in ONNX Runtime, 1 thread, batch 64). One space is the config's
 (pruning and low rank); the other adds ``w_bits`` and ``a_bits`` in {8, 32} on every layer. No
 uniform baselines: every trial comes from TPE. For each seed, both studies run in the config's
-run directory (studies ``latency-bits-s<seed>`` and ``latency-nobits-s<seed>``); the script prints
+run directory (studies ``latency-bits-s<seed>`` and ``latency-nobits-s<seed>``, with
+``-predicted`` before the seed under ``--predicted``); the script prints
 the hypervolume of each validation-accuracy / latency front (reference point: base validation
 accuracy − 10 points, and the budget's latency ratio), the best feasible validation accuracy, its
 latency ratio, and the mean and spread over seeds.
@@ -87,7 +88,8 @@ def main_(
     for seed in seeds:
         for label in rows:
             path = variant(raw, label == "bits", budget, folder, predicted)
-            sets = [*overrides, f"search.study=latency-{label}-s{seed}", f"search.seed={seed}"]
+            study = f"latency-{label}{'-predicted' if predicted else ''}-s{seed}"
+            sets = [*overrides, f"search.study={study}", f"search.seed={seed}"]
             start = time.perf_counter()
             run(
                 [

@@ -123,23 +123,21 @@ def test_the_latency_command_measures_both_runtimes(exports, capsys) -> None:
     assert main(["latency", str(folder / "missing")]) == 2
 
 
-def test_residual_adds_between_integer_layers_run_as_integer_kernels(tmp_path) -> None:
-    """A W8A8 ResNet deploys as integer kernels end to end: the operands of its residual adds
-    are quantized in the simulation and the file alike, so ONNX Runtime fuses every
-    convolution into QLinearConv and the adds into QLinearAdd (only layer inputs quantized, the
-    convolutions before an add ran in float: ResNet-20 1.7x slower than the float model)."""
+def w8a8_export(model, sample: tuple[int, ...], tmp_path) -> tuple[torch.nn.Module, list[str]]:
+    """``model`` at W8A8 on every layer (ranges calibrated on random batches), written as its
+    deployed ``model.onnx``; returns the simulated model and the ops ONNX Runtime runs. Checks
+    that the file computes what the simulation does, and ONNX Runtime's fused kernels nearly
+    so (a value on a rounding boundary may take the next level: at most 1 in 64 here)."""
     from autocompress.export import write_deployed_onnx
     from autocompress.inputs import Inputs
-    from autocompress.models.resnet_cifar import ResNetCifar
 
     torch.manual_seed(0)
-    model = ResNetCifar(depth=8, width=0.5, input_size=16).eval()
-    example = torch.zeros(1, 3, 16, 16)
-    profile = autocompress.profile(model, example, name="resnet8")
+    example = torch.zeros(1, *sample)
+    profile = autocompress.profile(model.eval(), example, name="model")
     policy = autocompress.Policy(
-        "resnet8", {n: autocompress.LayerChoice(w_bits=8, a_bits=8) for n in profile.layers}
+        "model", {n: autocompress.LayerChoice(w_bits=8, a_bits=8) for n in profile.layers}
     )
-    calibration = [torch.randn(32, 3, 16, 16) for _ in range(3)]
+    calibration = [torch.randn(32, *sample) for _ in range(3)]
     small = autocompress.compress(model, policy, example, calibration=calibration).eval()
     path = tmp_path / "model.onnx"
     write_deployed_onnx(small, policy, path, Inputs((example,)))
@@ -148,17 +146,29 @@ def test_residual_adds_between_integer_layers_run_as_integer_kernels(tmp_path) -
     options.optimized_model_filepath = str(tmp_path / "optimized.onnx")
     ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     ops = [n.op_type for n in onnx.load(str(tmp_path / "optimized.onnx")).graph.node]
-    convs = sum(isinstance(m, torch.nn.Conv2d) for m in model.modules())
-    assert ops.count("QLinearConv") == convs and "Conv" not in ops and "FusedConv" not in ops
-    assert ops.count("QLinearAdd") == 2  # of 3: the last add feeds the float pooling
 
-    x = torch.randn(64, 3, 16, 16)
+    x = torch.randn(64, *sample)
     with torch.no_grad():
         simulated = small(x).numpy()
     exact = run(path, x.numpy(), optimise=False)
     assert np.isclose(exact, simulated, atol=1e-4).all(axis=1).mean() >= 0.95
     fused = run(path, x.numpy(), optimise=True)
     assert (fused.argmax(1) == simulated.argmax(1)).mean() >= 0.95
+    return small, ops
+
+
+def test_residual_adds_between_integer_layers_run_as_integer_kernels(tmp_path) -> None:
+    """A W8A8 ResNet deploys as integer kernels end to end: the operands of its residual adds
+    are quantized in the simulation and the file alike, so ONNX Runtime fuses every
+    convolution into QLinearConv and the adds into QLinearAdd (only layer inputs quantized, the
+    convolutions before an add ran in float: ResNet-20 1.7x slower than the float model)."""
+    from autocompress.models.resnet_cifar import ResNetCifar
+
+    model = ResNetCifar(depth=8, width=0.5, input_size=16)
+    _, ops = w8a8_export(model, (3, 16, 16), tmp_path)
+    convs = sum(isinstance(m, torch.nn.Conv2d) for m in model.modules())
+    assert ops.count("QLinearConv") == convs and "Conv" not in ops and "FusedConv" not in ops
+    assert ops.count("QLinearAdd") == 2  # of 3: the last add feeds the float pooling
 
 
 def test_convolutions_before_max_pooling_run_as_integer_kernels(tmp_path) -> None:
@@ -166,38 +176,11 @@ def test_convolutions_before_max_pooling_run_as_integer_kernels(tmp_path) -> Non
     writes that quantizer at the convolution's output too (the same values: max pooling
     commutes with it), so ONNX Runtime runs both convolutions as QLinearConv and the pooling on
     uint8 — before, they ran as float convolutions with their weights dequantized every call."""
-    from autocompress.export import write_deployed_onnx
-    from autocompress.inputs import Inputs
     from autocompress.models import ZOO
 
-    torch.manual_seed(0)
-    model = ZOO["lenet5"]().eval()
-    example = torch.zeros(1, 1, 28, 28)
-    profile = autocompress.profile(model, example, name="lenet5")
-    policy = autocompress.Policy(
-        "lenet5", {n: autocompress.LayerChoice(w_bits=8, a_bits=8) for n in profile.layers}
-    )
-    calibration = [torch.randn(32, 1, 28, 28) for _ in range(3)]
-    small = autocompress.compress(model, policy, example, calibration=calibration).eval()
-    path = tmp_path / "model.onnx"
-    write_deployed_onnx(small, policy, path, Inputs((example,)))
-
-    options = ort.SessionOptions()
-    options.optimized_model_filepath = str(tmp_path / "optimized.onnx")
-    ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    ops = [n.op_type for n in onnx.load(str(tmp_path / "optimized.onnx")).graph.node]
+    _, ops = w8a8_export(ZOO["lenet5"](), (1, 28, 28), tmp_path)
     assert ops.count("QLinearConv") == 2 and "Conv" not in ops and "FusedConv" not in ops
     assert "MaxPool" not in ops  # on uint8 (NhwcMaxPool), not dequantized for a float one
-
-    x = torch.randn(64, 1, 28, 28)
-    with torch.no_grad():
-        simulated = small(x).numpy()
-    # the same arithmetic as the simulation up to float rounding in the convolutions (a value
-    # on a rounding boundary may take the next level: 1 of 64 here, with or without the copies)
-    exact = run(path, x.numpy(), optimise=False)
-    assert np.isclose(exact, simulated, atol=1e-4).all(axis=1).mean() >= 0.95
-    fused = run(path, x.numpy(), optimise=True)
-    assert (fused.argmax(1) == simulated.argmax(1)).mean() >= 0.95
 
 
 def test_a_residual_add_with_a_float_operand_stays_float() -> None:

@@ -18,6 +18,7 @@ LABELS = {
     "bitops": "BitOPs",
     "size_bytes": "size",
     "latency_ms": "latency",
+    "latency_ms_predicted": "predicted ONNX Runtime latency",
 }
 
 

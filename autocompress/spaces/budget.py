@@ -20,6 +20,7 @@ from autocompress.policy import Policy
 from autocompress.spaces.space import SearchSpace
 
 PREDICTED = "latency_ms_predicted"
+BITS = ("w_bits", "a_bits")
 ANALYTIC = ("macs", "params", "bitops", "size_bytes", PREDICTED)
 Predictor = Callable[[Policy, Costs], float]
 BISECTION_STEPS = 14  # positions resolved to 2**-14 of a knob's range
@@ -88,12 +89,27 @@ def project(space: SearchSpace, budget: Budget, params: Mapping[str, Any]) -> di
     if feasible(params):
         return dict(params)
     start = space.positions(params)
+    for moving in _movable(space, budget):
 
-    def moved(s: float) -> dict[str, Any]:
-        return space.at({k: p + s * (1 - p) for k, p in start.items()})
+        def moved(s: float, moving: set[str] = moving) -> dict[str, Any]:
+            return space.at({k: p + s * (1 - p) if k in moving else p for k, p in start.items()})
 
-    s = smallest(lambda s: feasible(moved(s)))
-    return None if s is None else moved(s)
+        s = smallest(lambda s: feasible(moved(s)))
+        if s is not None:
+            return moved(s)
+    return None
+
+
+def _movable(space: SearchSpace, budget: Budget) -> list[set[str]]:
+    """The knobs projection moves: all of them; with a predicted latency budget, then the
+    structural ones alone (the sampler's bits kept). Fewer bits is not always faster on a
+    runtime: on small layers an integer kernel costs more than the float one, and every
+    float/integer boundary converts the activations."""
+    every = {k.name for k in space.knobs}
+    structure = {k.name for k in space.knobs if k.knob not in BITS}
+    if budget.predict is None or not structure or structure == every:
+        return [every]
+    return [every, structure]
 
 
 def check_reachable(space: SearchSpace, budget: Budget, base: Mapping[str, float]) -> None:
@@ -110,9 +126,13 @@ def check_reachable(space: SearchSpace, budget: Budget, base: Mapping[str, float
                 "skip_last), so no policy can meet the budget: widen space.rules"
             )
         return
-    costs = budget.price(space, space.policy(space.uniform(1.0)))
-    if budget.holds(costs):
+    corners = [space.uniform(1.0)]  # every knob at its most compressing end
+    if budget.predict is not None:  # and the same structure left float (see _movable)
+        corners.append(space.at({k.name: 0.0 if k.knob in BITS else 1.0 for k in space.knobs}))
+    priced = [budget.price(space, space.policy(c)) for c in corners]
+    if any(budget.holds(costs) for costs in priced):
         return
+    costs = min(priced, key=lambda c: max(budget.violations(c).values()))
     over = [
         f"{m} ≤ {budget.described[m]} asked, {costs[m] / base[m]:.1%} of the base at best"
         for m, v in budget.violations(costs).items()
