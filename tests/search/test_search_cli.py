@@ -177,6 +177,7 @@ def test_latency_in_onnx_runtime_credits_bits(write_config, tmp_path) -> None:
         assert t.user_attrs["costs"]["latency_ms"] > 0
 
 
+@pytest.mark.slow  # 100 s idle: the table times every layer and 54 calibration policies
 def test_a_predicted_latency_budget_is_priced_before_any_build(
     write_config, tmp_path, capsys
 ) -> None:

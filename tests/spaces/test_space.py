@@ -140,3 +140,34 @@ def test_rules_that_select_nothing_usable_are_errors(rules, flags, key) -> None:
     with pytest.raises(ConfigError) as err:
         space_for("lenet5", rules, **flags)
     assert err.value.key == key
+
+
+def test_a_predicted_latency_budget_is_projected_without_forcing_bits() -> None:
+    """With a predicted latency budget (a budget's ``predict``, here a runtime where 8-bit
+    layers cost more than float ones, as small layers do on ONNX Runtime) projection first
+    moves every knob, then the structure alone with the sampler's bits kept; reachability
+    checks that corner too."""
+    from autocompress.errors import AutocompressError
+    from autocompress.spaces import check_reachable
+    from autocompress.spaces.budget import PREDICTED
+
+    rule = {"prune": [0.0, 0.9], "w_bits": [8, 32]}
+    space = space_for("lenet5", [rule], skip_first=False, skip_last=False)
+    profile = space.profile
+    base_costs = compute_costs(profile, Policy("lenet5"))
+
+    def predict(policy: Policy, costs: Any) -> float:
+        integer = [policy.choice(n).w_bits <= 8 for n in profile.layers]
+        return costs.macs / base_costs.macs + 0.6 * sum(integer) / len(integer)
+
+    base = {**base_costs.as_dict(), PREDICTED: predict(Policy("lenet5"), base_costs)}
+    budget = resolve_budget({PREDICTED: Limit(0.5, True)}, base, predict)
+    params = space.at({k.name: 0.0 for k in space.knobs})  # float, nothing pruned
+    moved = project(space, budget, params)
+    assert moved is not None and budget.holds(budget.price(space, space.policy(moved)))
+    bits = [k.name for k in space.knobs if k.knob == "w_bits"]
+    assert all(moved[k] == 32 for k in bits)  # 8 bits everywhere would cost 0.6 alone
+    check_reachable(space, budget, base)  # the float corner fits
+    tight = resolve_budget({PREDICTED: Limit(0.01, True)}, base, predict)
+    with pytest.raises(AutocompressError, match="latency_ms_predicted"):
+        check_reachable(space, tight, base)
