@@ -58,6 +58,7 @@ from autocompress.files import write_atomic
 from autocompress.policy import Policy
 
 GRID = (1 / 8, 2 / 8, 3 / 8, 4 / 8, 5 / 8, 6 / 8, 7 / 8, 1.0)
+MS_FEATURE = {"float": "float_ms", "int8": "int_ms", "unfused": "unfused_ms"}
 FEATURES = (
     "float_ms",
     "int_ms",
@@ -183,9 +184,15 @@ class LatencyTable:
         ONNX Runtime runs as a float kernel with its weights dequantized on every call (the
         first factor of a low-rank 8-bit layer is always fused: the second quantizes its
         output)."""
+        return self._layout(policy)[0]
+
+    def _layout(self, policy: Policy) -> tuple[dict[str, tuple[str, str]], list[bool]]:
+        """:meth:`forms`, and whether each residual add of the graph has both operands
+        quantized."""
         integer = {name: _integer(policy, name) for name in self.layers}
         if self.graph is None:
-            return {n: ("int8", "int8") if i else ("float", "float") for n, i in integer.items()}
+            forms = {n: ("int8", "int8") if i else ("float", "float") for n, i in integer.items()}
+            return forms, []
         adds = [_add_quantized(add, integer, policy) for add in self.graph.adds]
         out = {}
         for name, flow in self.graph.flows.items():
@@ -201,7 +208,7 @@ class LatencyTable:
                     and all(adds[k] for k in flow.identity_of)
                 )
             out[name] = ("int8", "int8" if quantized and not flow.elsewhere else "unfused")
-        return out
+        return out, adds
 
     def features(self, profile: Profile, policy: Policy, costs: Costs) -> list[float]:
         """What the calibration weighs (:data:`FEATURES`): the table's sums over the layers
@@ -209,17 +216,12 @@ class LatencyTable:
         float and integer layers write, those crossing from float into an integer chain and
         back out, and the inputs unfused 8-bit layers quantize and dequantize in float
         (millions of values per batch); a constant."""
-        forms = self.forms(policy)
+        forms, quantized = self._layout(policy)
         fused = {n: f[1] == "int8" for n, f in forms.items()}
-        adds: list[bool] = []  # residual adds running as integer adds
-        if self.graph is not None:
-            integer = {name: _integer(policy, name) for name in self.layers}
-            adds = [
-                _add_quantized(a, integer, policy)
-                and bool(a.readers)
-                and all(fused[r] for r in a.readers)
-                for a in self.graph.adds
-            ]
+        adds = [  # residual adds running as integer adds: operands and readers integer
+            q and bool(a.readers) and all(fused[r] for r in a.readers)
+            for q, a in zip(quantized, self.graph.adds if self.graph else (), strict=True)
+        ]
         f = dict.fromkeys(FEATURES, 0.0)
         f["constant"] = 1.0
         for name, layer in profile.layers.items():
@@ -229,7 +231,7 @@ class LatencyTable:
             in_values = cost.in_features * self._in_positions(name) * self.batch / 1e6
             parts = self.parts(name, layer, policy, costs, forms)
             for ms, form in zip(parts, (first, second)[-len(parts) :], strict=True):
-                f[f"{form}_ms".replace("int8", "int")] += ms
+                f[MS_FEATURE[form]] += ms
             f["int_values" if second == "int8" else "float_values"] += out_values
             if second == "unfused":
                 f["unfused_in"] += in_values
