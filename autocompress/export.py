@@ -27,6 +27,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import onnx
 import torch
 from torch import nn
@@ -305,12 +306,45 @@ def deployed_latency(
     with tempfile.TemporaryDirectory(prefix="autocompress-latency-") as tmp:
         path = Path(tmp) / "model.onnx"
         report = write_deployed_onnx(model, policy, path, example)
-        inputs = example.repeated(batch)
-        feeds = {
-            name: tensor.numpy()
-            for name, tensor in zip(report["inputs"], inputs.tensors(), strict=False)
-        }
-        return onnx_latency(path, feeds, threads, repeats, warmup)
+        return onnx_latency(path, _feeds(report, example, batch), threads, repeats, warmup)
+
+
+def deployed_latency_ratio(
+    model: nn.Module,
+    policy: Policy,
+    reference: nn.Module,
+    example: Inputs,
+    threads: int = 1,
+    batch: int = 64,
+    repeats: int = 30,
+    warmup: int = 5,
+) -> float:
+    """``model``'s deployed ``model.onnx`` latency as a fraction of ``reference``'s float ONNX
+    (usually the uncompressed model), their ONNX Runtime runs alternated on ``batch`` copies of
+    the example inputs (:func:`autocompress.cost.latency.alternated_ratio`): the figure a
+    shared machine's slow-downs do not move."""
+    import tempfile
+
+    from autocompress.cost.latency import onnx_latency_ratio
+
+    with tempfile.TemporaryDirectory(prefix="autocompress-latency-") as tmp:
+        files = []
+        for name, (net, rule) in {
+            "model": (model, policy),
+            "reference": (reference, Policy(policy.model)),
+        }.items():
+            path = Path(tmp) / f"{name}.onnx"
+            report = write_deployed_onnx(net, rule, path, example)
+            files.append((path, _feeds(report, example, batch)))
+        (path, feeds), (ref_path, ref_feeds) = files
+        return onnx_latency_ratio(path, feeds, ref_path, ref_feeds, threads, repeats, warmup)
+
+
+def _feeds(report: dict[str, Any], example: Inputs, batch: int) -> dict[str, np.ndarray]:
+    """ONNX Runtime's feeds: ``batch`` copies of the example inputs, by the file's input names."""
+    inputs = example.repeated(batch)
+    tensors = inputs.tensors()
+    return {name: t.numpy() for name, t in zip(report["inputs"], tensors, strict=False)}
 
 
 def deployed_latencies(
@@ -335,12 +369,7 @@ def deployed_latencies(
         for i, (model, policy) in enumerate(candidates):
             path = Path(tmp) / f"{i}.onnx"
             report = write_deployed_onnx(model, policy, path, example)
-            inputs = example.repeated(batch)
-            feeds = {
-                name: tensor.numpy()
-                for name, tensor in zip(report["inputs"], inputs.tensors(), strict=False)
-            }
-            files.append((path, feeds))
+            files.append((path, _feeds(report, example, batch)))
         for _ in range(rounds):
             for i, (path, feeds) in enumerate(files):
                 best[i] = min(best[i], onnx_latency(path, feeds, threads, 30, 5))

