@@ -6,9 +6,14 @@ form ONNX Runtime fuses into integer kernels (QLinearConv, QGemm, MatMulInteger)
 - every weight of a layer with ``w_bits`` ≤ 8 (and no weight sharing) is stored as an int8
   initializer with a float32 scale per output channel, behind a ``DequantizeLinear``. Codes of
   2–7 bits keep their own grid (scale = max|w| / (2^(b-1) − 1)) inside the int8 container, so
-  the values are exactly the simulated ones; the file holds them at 8 bits (which the report
-  says per layer). A BatchNorm the exporter folded into a convolution scales each output
-  channel, which per-channel symmetric codes absorb exactly.
+  the values are exactly the simulated ones. A BatchNorm the exporter folded into a convolution
+  scales each output channel, which per-channel symmetric codes absorb exactly.
+- a linear layer (Gemm, MatMul) with codes of 2–4 bits is stored packed instead, 2 bits a
+  weight (2-bit codes) or 4 (3- and 4-bit codes), in ONNX Runtime's ``MatMulNBits`` op: the
+  same codes and per-channel scales (repeated over the op's blocks), dequantized inside the
+  kernel, which computes in float — the simulated layer's values, at a half or a quarter of the
+  int8 file's bytes. Convolutions have no such op: theirs stay in the int8 container. The
+  report says per layer which form its weights took.
 - every activation quantizer of the simulation (each layer input with ``a_bits`` ≤ 8, and the
   operands of residual adds between integer layers, :mod:`autocompress.compress.residual`) is
   exported as ``QuantizeLinear`` → ``DequantizeLinear`` (uint8) with the scale and zero point
@@ -46,6 +51,11 @@ WEIGHT_OPS = ("Conv", "Gemm", "MatMul")
 # ops through which a uint8 quantizer moves upstream without changing any value: they move or
 # select elements (Q(max(a, b)) = max(Q(a), Q(b)) for a monotone Q)
 MOVE_OPS = ("MaxPool", "Reshape", "Flatten", "Transpose", "Squeeze", "Unsqueeze")
+# linear layers with codes of this many bits or fewer are stored packed, 2 or 4 bits a weight,
+# in ONNX Runtime's MatMulNBits (a contrib op of the com.microsoft domain)
+NBITS_MAX = 4
+MS_DOMAIN = "com.microsoft"
+NBITS_BLOCKS = (16, 32, 64, 128)  # the block sizes MatMulNBits takes (powers of two, ≥ 16)
 
 
 @dataclass(frozen=True)
@@ -89,10 +99,14 @@ def integer_onnx(float_path: Path, path: Path, specs: list[QuantSpec]) -> dict[s
     graph = proto.graph
     inits = {i.name: i for i in graph.initializer}
     consumer: dict[str, onnx.NodeProto] = {}
+    readers: dict[str, int] = {}
     for node in graph.node:
         if node.op_type in WEIGHT_OPS and len(node.input) > 1 and node.input[1] in inits:
             consumer.setdefault(node.input[1], node)
+        for name in node.input:
+            readers[name] = readers.get(name, 0) + 1
     before: dict[int, list[onnx.NodeProto]] = {}  # new nodes, keyed by the node they feed
+    replaced: dict[int, onnx.NodeProto] = {}  # MatMulNBits nodes, keyed by the node they replace
     layers: dict[str, dict[str, str]] = {}
     for spec in specs:
         weight = f"{spec.module}.weight"
@@ -103,7 +117,19 @@ def integer_onnx(float_path: Path, path: Path, specs: list[QuantSpec]) -> dict[s
             continue
         form = {"weights": "float", "inputs": "float"}
         added: list[onnx.NodeProto] = []
-        if spec.w_bits <= 8 and spec.clusters is None:
+        packed = None
+        if spec.w_bits <= NBITS_MAX and spec.clusters is None and readers[weight] == 1:
+            packed = _matmul_nbits(node, numpy_helper.to_array(inits[weight]), spec.w_bits, inits)
+        if packed is not None:
+            replacement, tensors, container, block = packed
+            graph.initializer.remove(inits[weight])
+            graph.initializer.extend(tensors)
+            replaced[id(node)] = replacement
+            form["weights"] = (
+                f"{container}-bit packed (MatMulNBits, blocks of {block}), {spec.w_bits}-bit "
+                "codes, scale per output channel"
+            )
+        elif spec.w_bits <= 8 and spec.clusters is None:
             axis = _channel_axis(node)
             stored = numpy_helper.to_array(inits[weight])
             codes, scale = _weight_codes(stored, spec.w_bits, axis)
@@ -134,9 +160,11 @@ def integer_onnx(float_path: Path, path: Path, specs: list[QuantSpec]) -> dict[s
     nodes = []
     for node in graph.node:
         nodes.extend(before.get(id(node), []))
-        nodes.append(node)
+        nodes.append(replaced.get(id(node), node))
     del graph.node[:]
     graph.node.extend(nodes)
+    if replaced and not any(o.domain == MS_DOMAIN for o in proto.opset_import):
+        proto.opset_import.append(helper.make_opsetid(MS_DOMAIN, 1))
     _quantize_layer_outputs(graph)
     onnx.checker.check_model(proto)
     write_atomic(path, proto.SerializeToString())
@@ -235,3 +263,70 @@ def _weight_codes(weight: np.ndarray, bits: int, axis: int) -> tuple[np.ndarray,
     shape = (-1,) + (1,) * (moved.ndim - 1)
     codes = np.clip(np.rint(moved / scale.reshape(shape)), -qmax, qmax)
     return np.moveaxis(codes, 0, axis).astype(np.int8), scale.astype(np.float32)
+
+
+def _matmul_nbits(
+    node: onnx.NodeProto, weight: np.ndarray, bits: int, inits: dict[str, onnx.TensorProto]
+) -> tuple[onnx.NodeProto, list[onnx.TensorProto], int, int] | None:
+    """``node`` (a Gemm or MatMul of a constant weight) as ONNX Runtime's ``MatMulNBits``: its
+    ``bits``-bit symmetric codes (the simulation's grid, recovered from ``weight``) packed two
+    or four to a byte (container 4 or 2 bits, offset by the op's default zero point
+    2^(container−1)), each output channel's scale repeated over its blocks; bias as the op's
+    own input. The node, its initializers, the container's bits and the block size; None where
+    the node has another form (a transposed input, scaled Gemm, a bias that is not a vector).
+
+    The op computes ``A @ dequantized(B)ᵀ + bias`` in float from the stored codes, exactly the
+    simulated layer's values (its input stays whatever the export gives it: float, or the
+    dequantized 8-bit levels of the simulation)."""
+    attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+    bias = None
+    if node.op_type == "Gemm":
+        if (
+            attrs.get("transA", 0)
+            or attrs.get("alpha", 1.0) != 1.0
+            or attrs.get("beta", 1.0) != 1.0
+        ):
+            return None
+        if len(node.input) > 2 and node.input[2]:
+            stored = inits.get(node.input[2])
+            if stored is None or len(stored.dims) != 1:
+                return None
+            bias = node.input[2]
+        rows = weight if attrs.get("transB", 0) else weight.T  # [N, K]
+    elif node.op_type == "MatMul" and weight.ndim == 2:
+        rows = weight.T
+    else:
+        return None
+    n, k = rows.shape
+    codes, scale = _weight_codes(rows, bits, 0)
+    container = 2 if bits <= 2 else 4
+    block = min(NBITS_BLOCKS, key=lambda b: (-(-k // b)) * (b * container // 8 + 4))
+    blocks = -(-k // block)
+    offset = 2 ** (container - 1)
+    values = np.full((n, blocks * block), offset, np.uint8)
+    values[:, :k] = (codes.astype(np.int16) + offset).astype(np.uint8)
+    per_byte = 8 // container
+    grouped = values.reshape(n, blocks, block // per_byte, per_byte)
+    packed = np.zeros(grouped.shape[:-1], np.uint8)
+    for i in range(per_byte):  # the first value in the lowest bits
+        packed |= grouped[..., i] << (container * i)
+    name = node.input[1]
+    tensors = [
+        numpy_helper.from_array(packed, f"{name}_packed"),
+        numpy_helper.from_array(np.repeat(scale, blocks).astype(np.float32), f"{name}_scales"),
+    ]
+    inputs = [node.input[0], f"{name}_packed", f"{name}_scales"]
+    if bias is not None:
+        inputs += ["", "", bias]  # no zero points (the default), no group index
+    replacement = helper.make_node(
+        "MatMulNBits",
+        inputs,
+        list(node.output),
+        name=f"{node.name or name}_nbits",
+        domain=MS_DOMAIN,
+        K=k,
+        N=n,
+        bits=container,
+        block_size=block,
+    )
+    return replacement, tensors, container, block

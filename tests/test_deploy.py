@@ -11,6 +11,7 @@ import onnxruntime as ort
 import pytest
 import torch
 import yaml
+from onnx import helper
 
 import autocompress
 from autocompress.cli import main
@@ -81,17 +82,20 @@ def test_integer_weights_and_inputs_are_in_the_file(exports) -> None:
     folder, report, _ = exports["mixed"]
     graph = onnx.load(str(folder / "model.onnx")).graph
     int8 = {i.name for i in graph.initializer if i.data_type == onnx.TensorProto.INT8}
-    assert {
-        "model.stem.weight_int8",
-        "model.pw.weight_int8",
-        "model.head.first.weight_int8",
-    } <= int8
+    assert {"model.stem.weight_int8", "model.pw.weight_int8"} <= int8
+    # the 4-bit linear factors are stored packed, two codes a byte, in ONNX Runtime's op
+    nbits = [n for n in graph.node if n.op_type == "MatMulNBits"]
+    assert len(nbits) == 2
+    assert all(
+        helper.get_attribute_value(a) == 4 for n in nbits for a in n.attribute if a.name == "bits"
+    )
     quantizers = [n for n in graph.node if n.op_type == "QuantizeLinear"]
     copies = [n for n in quantizers if n.output[0].endswith("_q")]  # moved to a layer's output
     assert len(quantizers) - len(copies) == 7  # one per weight layer (the low-rank head has two)
     layers = report["onnx"]["layers"]
     assert layers["model.pw"]["weights"].startswith("int8, 2-bit codes")
     assert layers["model.conv_b"]["inputs"].startswith("uint8, 4-bit levels")
+    assert layers["model.head.first"]["weights"].startswith("4-bit packed (MatMulNBits")
     assert report["onnx_bytes"] == (folder / "model.onnx").stat().st_size
 
 
@@ -197,3 +201,63 @@ def test_a_residual_add_with_a_float_operand_stays_float() -> None:
     small = autocompress.compress(model, policy, example, calibration=[torch.randn(8, 3, 16, 16)])
     quantized = {n for n, m in small.named_modules() if "output_quant" in m._modules}
     assert "layer1.0.bn2" not in quantized and "layer2.0.bn2" in quantized
+
+
+@pytest.mark.parametrize("bits", [2, 3, 4])
+def test_low_bit_linear_layers_are_packed_and_compute_the_simulated_values(bits, tmp_path) -> None:
+    """Linear layers with 2–4-bit codes are stored 2 or 4 bits a weight in ONNX Runtime's
+    MatMulNBits (a 3-bit code in a 4-bit container), as a weight-only layer (float inputs) and
+    behind 8-bit inputs; the file computes what the simulation does and is smaller than int8."""
+    from autocompress.export import write_deployed_onnx
+    from autocompress.inputs import Inputs
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(
+        torch.nn.Linear(256, 64), torch.nn.ReLU(), torch.nn.Linear(64, 10, bias=False)
+    ).eval()
+    example = torch.zeros(1, 256)
+    profile = autocompress.profile(model, example, name="mlp")
+    first, second = profile.layers
+    policy = autocompress.Policy(
+        "mlp",
+        {
+            first: autocompress.LayerChoice(w_bits=bits),  # weights only
+            second: autocompress.LayerChoice(w_bits=bits, a_bits=8),
+        },
+    )
+    small = autocompress.compress(model, policy, example, calibration=[torch.randn(32, 256)])
+    path = tmp_path / "model.onnx"
+    report = write_deployed_onnx(small.eval(), policy, path, Inputs((example,)))
+    container = 2 if bits == 2 else 4
+    nodes = onnx.load(str(path)).graph.node
+    nbits = [n for n in nodes if n.op_type == "MatMulNBits"]
+    assert len(nbits) == 2
+    assert {
+        helper.get_attribute_value(a) for n in nbits for a in n.attribute if a.name == "bits"
+    } == {container}
+    assert all(
+        f.startswith(f"{container}-bit packed")
+        for f in (layer["weights"] for layer in report["layers"].values())
+    )
+    assert report["layers"][first]["inputs"] == "float"
+    assert report["layers"][second]["inputs"].startswith("uint8, 8-bit levels")
+
+    x = torch.randn(64, 256)
+    with torch.no_grad():
+        simulated = small(x).numpy()
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    deployed = session.run(None, {session.get_inputs()[0].name: x.numpy()})[0]
+    assert np.isclose(deployed, simulated, atol=1e-4).all(axis=1).mean() >= 0.95
+    # against the same layers at 8 bits: one byte a weight
+    int8 = autocompress.Policy(
+        "mlp", {n: autocompress.LayerChoice(w_bits=8) for n in (first, second)}
+    )
+    int8_path = tmp_path / "int8.onnx"
+    write_deployed_onnx(
+        autocompress.compress(model, int8, example).eval(), int8, int8_path, Inputs((example,))
+    )
+
+    def stored(path) -> int:
+        return sum(len(i.raw_data) for i in onnx.load(str(path)).graph.initializer)
+
+    assert stored(path) < (0.3 if container == 2 else 0.55) * stored(int8_path)

@@ -54,11 +54,13 @@ from torch import nn
 
 from autocompress.cost.metrics import Costs, kept_rank
 from autocompress.cost.profile import Profile
+from autocompress.deploy import MS_DOMAIN, NBITS_MAX
 from autocompress.files import write_atomic
 from autocompress.policy import Policy
 
 GRID = (1 / 8, 2 / 8, 3 / 8, 4 / 8, 5 / 8, 6 / 8, 7 / 8, 1.0)
-MS_FEATURE = {"float": "float_ms", "int8": "int_ms", "unfused": "unfused_ms"}
+# a packed low-bit linear layer (MatMulNBits) computes in float, between float activations
+MS_FEATURE = {"float": "float_ms", "int8": "int_ms", "unfused": "unfused_ms", "nbits": "float_ms"}
 FEATURES = (
     "float_ms",
     "int_ms",
@@ -190,12 +192,16 @@ class LatencyTable:
         """:meth:`forms`, and whether each residual add of the graph has both operands
         quantized."""
         integer = {name: _integer(policy, name) for name in self.layers}
+        packed = {n for n, shapes in self.layers.items() if _packed(policy, n, shapes)}
         if self.graph is None:
             forms = {n: ("int8", "int8") if i else ("float", "float") for n, i in integer.items()}
-            return forms, []
+            return {**forms, **dict.fromkeys(packed, ("nbits", "nbits"))}, []
         adds = [_add_quantized(add, integer, policy) for add in self.graph.adds]
         out = {}
         for name, flow in self.graph.flows.items():
+            if name in packed:
+                out[name] = ("nbits", "nbits")
+                continue
             if not integer[name]:
                 out[name] = ("float", "float")
                 continue
@@ -233,8 +239,8 @@ class LatencyTable:
             for ms, form in zip(parts, (first, second)[-len(parts) :], strict=True):
                 f[MS_FEATURE[form]] += ms
             f["int_values" if second == "int8" else "float_values"] += out_values
-            if second == "unfused":
-                f["unfused_in"] += in_values
+            if second == "unfused" or (second == "nbits" and policy.choice(name).a_bits <= 8):
+                f["unfused_in"] += in_values  # quantized and dequantized in float
             if second != "int8" or self.graph is None:
                 continue
             flow = self.graph.flows[name]
@@ -547,6 +553,13 @@ def _add_quantized(add: Add, integer: dict[str, bool], policy: Policy) -> bool:
     return True
 
 
+def _packed(policy: Policy, name: str, shapes: LayerShapes) -> bool:
+    """Whether a layer deploys as a packed low-bit linear layer (MatMulNBits: the integer
+    export's rule, :mod:`autocompress.deploy`)."""
+    c = policy.choice(name)
+    return shapes.main.kind == "linear" and c.w_bits <= NBITS_MAX and c.clusters is None
+
+
 def _integer(policy: Policy, name: str) -> bool:
     """Whether a layer deploys as an integer kernel (the integer export's rule)."""
     c = policy.choice(name)
@@ -625,7 +638,26 @@ def layer_model(
         k, st, pads = shape.pool[:2], shape.pool[2:4], shape.pool[4:]
         pool = [("MaxPool", {"kernel_shape": list(k), "strides": list(st), "pads": list(pads)})]
     feeds: dict[str, np.ndarray]
-    if form == "float":
+    if form == "nbits":  # 4-bit codes packed in ONNX Runtime's MatMulNBits, float in and out
+        block = 32
+        blocks = -(-cin // block)
+        codes = rng.integers(0, 256, (cout, blocks, block // 2), dtype=np.uint8)
+        scales = np.full(cout * blocks, 0.01, np.float32)
+        inits += [numpy_helper.from_array(codes, "wq"), numpy_helper.from_array(scales, "ws")]
+        nodes.append(
+            helper.make_node(
+                "MatMulNBits",
+                ["x", "wq", "ws", "", "", "b"],
+                ["y"],
+                domain=MS_DOMAIN,
+                K=cin,
+                N=cout,
+                bits=4,
+                block_size=block,
+            )
+        )
+        feeds = {"x": rng.standard_normal(x_shape).astype(np.float32)}
+    elif form == "float":
         inits.append(numpy_helper.from_array(weight, "w"))
         nodes.append(helper.make_node(op, ["x", "w", "b"], ["yc"], **attrs))
         nodes += _then(pool, "yc", "y")
@@ -666,7 +698,10 @@ def layer_model(
         [helper.make_tensor_value_info("y", elem, None)],
         inits,
     )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    opsets = [helper.make_opsetid("", 18)]
+    if form == "nbits":
+        opsets.append(helper.make_opsetid(MS_DOMAIN, 1))
+    model = helper.make_model(graph, opset_imports=opsets)
     model.ir_version = 9
     return model, feeds
 

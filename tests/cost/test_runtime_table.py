@@ -3,6 +3,7 @@ the cache reused across builds, calibrated predictions on a small residual model
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import onnx
@@ -45,6 +46,13 @@ def test_a_layer_is_timed_in_the_form_it_deploys(tmp_path, shape, fused) -> None
     assert out.dtype.name == "uint8" and out.shape[:2] == (4, 16)
     ops = {n.op_type for n in onnx.load(str(tmp_path / "optimized.onnx")).graph.node}
     assert fused in ops and "Conv" not in ops and "Gemm" not in ops
+
+
+def test_a_packed_low_bit_linear_layer_is_timed_in_its_runtime_op() -> None:
+    model, feeds = layer_model(Shape("linear", size=(1,)), "nbits", 40, 16, batch=4)
+    assert [n.op_type for n in model.graph.node] == ["MatMulNBits"]
+    (out,) = ort.InferenceSession(model.SerializeToString()).run(None, feeds)
+    assert out.dtype.name == "float32" and out.shape == (4, 16)
 
 
 def test_the_grid_interpolates_between_measured_points() -> None:
@@ -125,8 +133,11 @@ def test_the_forms_a_policy_runs_in_are_the_runtimes(tmp_path) -> None:
     assert graph.flows["layer1.0.conv2"].add is not None  # it feeds a residual add
     assert graph.flows["fc"].elsewhere  # the model's output
     table = LatencyTable("k", 1, 8, layer_shapes(model, profile), graph)
-    fused_counts = []
-    for policy in random_policies(profile, 4, seed=3):
+    fused_counts, packed_counts = [], []
+    for i, policy in enumerate(random_policies(profile, 4, seed=3)):
+        if i % 2:  # a 4-bit classifier: packed in MatMulNBits, whatever its inputs
+            fc = dataclasses.replace(policy.choice("fc"), w_bits=4)
+            policy = ac.Policy(policy.model, {**policy.layers, "fc": fc})
         forms = table.forms(policy)
         predicted = sum(
             (f[0] == "int8") + (f[1] == "int8") if policy.choice(n).rank < 1 else f[1] == "int8"
@@ -139,5 +150,11 @@ def test_the_forms_a_policy_runs_in_are_the_runtimes(tmp_path) -> None:
         ort.InferenceSession(str(tmp_path / "model.onnx"), options)
         ops = [n.op_type for n in onnx.load(str(tmp_path / "optimized.onnx")).graph.node]
         fused_counts.append((predicted, ops.count("QLinearConv") + ops.count("QGemm")))
+        packed = sum(
+            len(f) if policy.choice(n).rank < 1 else 1 for n, f in forms.items() if f[1] == "nbits"
+        )
+        packed_counts.append((packed, ops.count("MatMulNBits")))
     assert all(p == a for p, a in fused_counts), fused_counts
     assert any(p > 0 for p, _ in fused_counts)
+    assert all(p == a for p, a in packed_counts), packed_counts
+    assert [p > 0 for p, _ in packed_counts] == [False, True, False, True]
