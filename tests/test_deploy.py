@@ -261,3 +261,42 @@ def test_low_bit_linear_layers_are_packed_and_compute_the_simulated_values(bits,
         return sum(len(i.raw_data) for i in onnx.load(str(path)).graph.initializer)
 
     assert stored(path) < (0.3 if container == 2 else 0.55) * stored(int8_path)
+
+
+def test_float_weights_behind_quantized_inputs_stay_float_in_the_runtime(tmp_path) -> None:
+    """A layer that keeps float weights but quantizes its inputs (``a_bits`` 8, ``w_bits`` 32)
+    runs with its float weights: given ``DequantizeLinear → Conv`` ONNX Runtime would quantize
+    them to int8 itself (outputs off by 2% of their range on LeNet-5), so the export
+    dequantizes such inputs with plain arithmetic and the file computes what the report says."""
+    from autocompress.export import write_deployed_onnx
+    from autocompress.inputs import Inputs
+    from autocompress.models import ZOO
+
+    torch.manual_seed(0)
+    model = ZOO["lenet5"]().eval()
+    example = torch.zeros(1, 1, 28, 28)
+    policy = autocompress.Policy(
+        "lenet5",
+        {
+            "conv1": autocompress.LayerChoice(a_bits=8),
+            "conv2": autocompress.LayerChoice(w_bits=8, a_bits=8),
+            "fc1": autocompress.LayerChoice(a_bits=8, clusters=16),
+            "fc2": autocompress.LayerChoice(a_bits=8),
+        },
+    )
+    calibration = [torch.randn(32, 1, 28, 28)]
+    small = autocompress.compress(model, policy, example, calibration=calibration).eval()
+    path = tmp_path / "model.onnx"
+    write_deployed_onnx(small, policy, path, Inputs((example,)))
+    options = ort.SessionOptions()
+    options.optimized_model_filepath = str(tmp_path / "optimized.onnx")
+    ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    ops = [n.op_type for n in onnx.load(str(tmp_path / "optimized.onnx")).graph.node]
+    # conv2 alone has 8-bit weights: its integer kernel, and no other
+    assert ops.count("QLinearConv") == 1 and "QGemm" not in ops
+
+    x = torch.randn(256, 1, 28, 28)
+    with torch.no_grad():
+        simulated = small(x).numpy()
+    deployed = run(path, x.numpy(), optimise=True)
+    assert np.isclose(deployed, simulated, atol=1e-3).all(axis=1).mean() >= 0.99
