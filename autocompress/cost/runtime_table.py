@@ -202,15 +202,15 @@ class LatencyTable:
             if name in packed:
                 out[name] = ("nbits", "nbits")
                 continue
-            if not integer[name]:
-                out[name] = ("float", "float")
+            if not integer[name]:  # 8-bit weights behind float inputs are dequantized per call
+                out[name] = ("unfused", "unfused") if _int_weights(policy, name) else ("float",) * 2
                 continue
             if flow.add is not None:
                 quantized = adds[flow.add]
             else:  # a shortcut read raw by a float add keeps the layer's output float too
                 quantized = (
                     bool(flow.readers)
-                    and all(integer[r] for r in flow.readers)
+                    and all(policy.choice(r).a_bits <= 8 for r in flow.readers)
                     and all(adds[k] for k in flow.identity_of)
                 )
             out[name] = ("int8", "int8" if quantized and not flow.elsewhere else "unfused")
@@ -239,7 +239,7 @@ class LatencyTable:
             for ms, form in zip(parts, (first, second)[-len(parts) :], strict=True):
                 f[MS_FEATURE[form]] += ms
             f["int_values" if second == "int8" else "float_values"] += out_values
-            if second == "unfused" or (second == "nbits" and policy.choice(name).a_bits <= 8):
+            if second != "int8" and policy.choice(name).a_bits <= 8:
                 f["unfused_in"] += in_values  # quantized and dequantized in float
             if second != "int8" or self.graph is None:
                 continue
@@ -558,6 +558,12 @@ def _packed(policy: Policy, name: str, shapes: LayerShapes) -> bool:
     export's rule, :mod:`autocompress.deploy`)."""
     c = policy.choice(name)
     return shapes.main.kind == "linear" and c.w_bits <= NBITS_MAX and c.clusters is None
+
+
+def _int_weights(policy: Policy, name: str) -> bool:
+    """Whether a layer's weights are stored as int8 codes (dequantized where not fused)."""
+    c = policy.choice(name)
+    return c.w_bits <= 8 and c.clusters is None
 
 
 def _integer(policy: Policy, name: str) -> bool:
