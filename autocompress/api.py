@@ -374,14 +374,17 @@ class Search:
         onnx: bool = True,
         force: bool = False,
         log: Callable[[str], None] | None = None,
+        bits: int | None = None,
     ) -> dict[str, Any]:
-        """Rebuild the trial, fine-tune it for ``steps`` (default: twice the search's), test
-        it and write ``out``: ``model.pt`` (``load(path, model=...)``), ``model.onnx`` and,
-        where ``torch.export`` traces the model, ``model.pt2`` (both need no code of yours),
-        ``weights.bin``, ``policy.yaml`` and ``report.json``, as one set. ``finetune``: a
-        training loop for this export only, ``finetune(model, steps, teacher)`` (default: the
-        search's). ``out`` is refused before any work if it is a file or a foreign non-empty
-        folder (unless ``force``). Returns the report."""
+        """Rebuild the trial (with ``bits``: at that many bits on the weights and inputs of
+        every layer it keeps wider, e.g. 8 for integer kernels), fine-tune it for ``steps``
+        (default: twice the search's), test it and write ``out``: ``model.pt``
+        (``load(path, model=...)``), ``model.onnx`` and, where ``torch.export`` traces the
+        model, ``model.pt2`` (both need no code of yours), ``weights.bin``, ``policy.yaml`` and
+        ``report.json``, as one set. ``finetune``: a training loop for this export only,
+        ``finetune(model, steps, teacher)`` (default: the search's). ``out`` is refused before
+        any work if it is a file or a foreign non-empty folder (unless ``force``). Returns the
+        report."""
         ctx = self._ctx
         record = trial if isinstance(trial, TrialRecord) else self.trial(trial)
         out = Path(out)
@@ -392,10 +395,13 @@ class Search:
             if not isinstance(recipe, UserRecipe):
                 raise AutocompressError("finetune= is for searches made by autocompress.search")
             recipe = dataclasses.replace(recipe, finetune_fn=finetune)
+        policy = self.policy(record)
+        if bits is not None:
+            policy = policy.with_bits(bits, ctx.profile.layers)
         report = compress_and_export(
             ctx.base,
             ctx.profile,
-            self.policy(record),
+            policy,
             recipe,
             length,
             out,

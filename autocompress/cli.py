@@ -200,6 +200,13 @@ def _parser() -> argparse.ArgumentParser:
         help="with --best: export the K best trials, keep the best on the selection split",
     )
     p.add_argument("--finetune-epochs", type=float, help="default: finetune.export_epochs")
+    p.add_argument(
+        "--bits",
+        type=int,
+        metavar="B",
+        help="deploy with B-bit weights and inputs (e.g. 8: integer kernels) on every layer "
+        "the policy keeps wider",
+    )
     _out_arguments(p)
     p.set_defaults(func=cmd_export)
     return parser
@@ -351,6 +358,8 @@ def _print_report(report: dict[str, Any], title: str) -> None:
     )
     if "accuracy_before_finetune" in report:
         table.add_row("  before fine-tune", "", f"{report['accuracy_before_finetune']:.2%}", "")
+    if "onnx_accuracy" in report:
+        table.add_row("  model.onnx, ONNX Runtime", "", f"{report['onnx_accuracy']:.2%}", "")
     for key in ("macs", "params", "bitops", "size_bytes"):
         table.add_row(
             key,
@@ -365,6 +374,8 @@ def _print_report(report: dict[str, Any], title: str) -> None:
         f"{report['compression_ratio_huffman']:.1f}× smaller",
     )
     table.add_row("compression", "", "", f"{report['compression_ratio']:.1f}×")
+    if "onnx_bytes" in report:
+        table.add_row("model.onnx bytes", "", f"{report['onnx_bytes']:,}", "")
     for b, value in report["latency_ms"].items():
         base_ms = report["base_latency_ms"][b]
         table.add_row(
@@ -798,7 +809,9 @@ def cmd_export(cfg: Config, args: argparse.Namespace) -> int:
             f"exporting trial {chosen[0].number} (val {chosen[0].val_accuracy:.2%} in the "
             f"search) with a {epochs:g}-epoch fine-tune",
         )
-    report = export(cfg, chosen, args.out, epochs, args.force, console.print, _base_epoch)
+    report = export(
+        cfg, chosen, args.out, epochs, args.force, console.print, _base_epoch, args.bits
+    )
     _print_report(report, f"trial {report['trial']} · {cfg.name}")
     console.print(
         f"wrote {args.out}/model.pt, model.onnx"

@@ -451,10 +451,15 @@ def export(
     force: bool = False,
     log: Log = _quiet,
     on_epoch: Callable[[Any], None] | None = None,
+    bits: int | None = None,
 ) -> dict[str, Any]:
     """Rebuild the chosen trial(s), fine-tune for ``epochs`` (default
-    ``finetune.export_epochs``), test, and write ``out`` (several: keep the best on
-    validation)."""
+    ``finetune.export_epochs``), test (the simulated model, and ``model.onnx`` in ONNX
+    Runtime), and write ``out`` (several: keep the best on validation). ``bits`` (8 or
+    fewer): deploy the policy with that many bits on the weights and inputs of every layer it
+    keeps wider — a searched pruning / low-rank policy as integer kernels."""
+    if bits is not None and not (isinstance(bits, int) and 2 <= bits <= 8):
+        raise ConfigError("--bits", bits, "an integer from 2 to 8")
     from autocompress.search.export import export_best_of, export_trial
 
     epochs = cfg.finetune.export_epochs if epochs is None else epochs
@@ -463,10 +468,10 @@ def export(
     run = prepare(cfg, on_epoch)
     if len(chosen) > 1:
         return export_best_of(
-            cfg, run.splits, run.base, run.profile, chosen, out, epochs, log=log, force=force
+            cfg, run.splits, run.base, run.profile, chosen, out, epochs, log, force, bits
         )
     return export_trial(
-        cfg, run.splits, run.base, run.profile, chosen[0], out, epochs, log=log, force=force
+        cfg, run.splits, run.base, run.profile, chosen[0], out, epochs, log, force, bits
     )
 
 

@@ -267,6 +267,21 @@ def write_candidate(
     write_report(folder, report)
 
 
+def onnx_accuracy(path: Path, x: torch.Tensor, y: torch.Tensor, batch: int = 1000) -> float:
+    """Top-1 accuracy of an exported ``model.onnx`` in ONNX Runtime (CPU, every graph
+    optimisation: the fused integer kernels a deployment runs) on inputs ``x`` as the file takes
+    them (raw: the data's normalisation is inside it) and labels ``y``."""
+    from autocompress.cost.latency import onnx_session
+
+    session = onnx_session(path, threads=torch.get_num_threads())
+    name = session.get_inputs()[0].name
+    right = 0
+    for i in range(0, len(x), batch):
+        logits = session.run(None, {name: x[i : i + batch].numpy()})[0]
+        right += int((logits.argmax(1) == y[i : i + batch].numpy()).sum())
+    return right / max(len(x), 1)
+
+
 def write_deployed_onnx(
     model: nn.Module, policy: Policy, path: Path, example: Inputs, target: Target | None = None
 ) -> dict[str, Any]:

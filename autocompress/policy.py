@@ -13,7 +13,7 @@ Layers not listed are untouched; knobs not given keep their defaults.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -56,6 +56,18 @@ class Policy:
 
     def choice(self, layer: str) -> LayerChoice:
         return self.layers.get(layer, LayerChoice())
+
+    def with_bits(self, bits: int, layers: Iterable[str]) -> Policy:
+        """The policy with ``bits``-bit weights and inputs on each of ``layers`` wherever it
+        keeps them wider (a searched pruning / low-rank policy deployed as integer kernels:
+        ``with_bits(8, profile.layers)`` is W8A8 everywhere). Layers with shared weights keep
+        their codebook; narrower bit-widths are kept."""
+        out = dict(self.layers)
+        for name in layers:
+            c = self.choice(name)
+            w_bits = c.w_bits if c.clusters is not None else min(c.w_bits, bits)
+            out[name] = dataclasses.replace(c, w_bits=w_bits, a_bits=min(c.a_bits, bits))
+        return Policy(self.model, out)
 
     def to_dict(self) -> dict[str, Any]:
         layers = {name: c.changed() for name, c in self.layers.items() if c.changed()}

@@ -12,10 +12,12 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from autocompress.config import Config
 from autocompress.cost.profile import Profile
 from autocompress.data import Splits
-from autocompress.export import build_candidate, write_candidate, write_report
+from autocompress.export import build_candidate, onnx_accuracy, write_candidate, write_report
 from autocompress.files import check_output_dir, staged_output
 from autocompress.policy import Policy
 from autocompress.search.study import TrialRecord
@@ -33,10 +35,14 @@ def _export_into(
     record: TrialRecord,
     finetune_epochs: float | None,
     log: Callable[[str], None],
+    bits: int | None = None,
 ) -> dict[str, Any]:
     from autocompress.runs import finetune_length, splits_recipe, target
 
     policy = Policy.from_dict(record.policy)
+    if bits is not None:
+        policy = policy.with_bits(bits, profile.layers)
+        log(f"deployed at {bits} bits: weights and inputs of every layer kept wider")
     candidate = build_candidate(
         base.model,
         profile,
@@ -51,8 +57,23 @@ def _export_into(
     candidate.report.update(
         trial=record.number, search_val_accuracy=record.val_accuracy, baseline=record.baseline
     )
+    if bits is not None:
+        candidate.report["bits"] = bits
     write_candidate(folder, candidate, target(cfg, base), profile, cfg.compress, onnx=True)
+    candidate.report["onnx_accuracy"] = onnx_accuracy(
+        folder / "model.onnx", raw_inputs(splits, splits.x_test), splits.y_test
+    )
+    write_report(folder, candidate.report)
     return candidate.report
+
+
+def raw_inputs(splits: Splits, x: torch.Tensor) -> torch.Tensor:
+    """``x`` (normalised, as the splits hold it) as the exported files take it: raw."""
+    if splits.mean is None or splits.std is None:
+        return x
+    shape = (1, -1) + (1,) * (x.dim() - 2)
+    std = torch.tensor(splits.std).reshape(shape)
+    return x * std + torch.tensor(splits.mean).reshape(shape)
 
 
 def export_trial(
@@ -65,11 +86,14 @@ def export_trial(
     finetune_epochs: float | None,
     log: Callable[[str], None] = print,
     force: bool = False,
+    bits: int | None = None,
 ) -> dict[str, Any]:
-    """Export one trial into ``out`` (checked before the fine-tune, replaced as a whole)."""
+    """Export one trial into ``out`` (checked before the fine-tune, replaced as a whole);
+    ``bits``: deploy it with that many bits on every layer it keeps wider
+    (:meth:`~autocompress.policy.Policy.with_bits`)."""
     check_output_dir(out, force)
     with staged_output(out, force) as folder:
-        return _export_into(folder, cfg, splits, base, profile, record, finetune_epochs, log)
+        return _export_into(folder, cfg, splits, base, profile, record, finetune_epochs, log, bits)
 
 
 def export_best_of(
@@ -82,6 +106,7 @@ def export_best_of(
     finetune_epochs: float | None,
     log: Callable[[str], None] = print,
     force: bool = False,
+    bits: int | None = None,
 ) -> dict[str, Any]:
     """Export each candidate (into ``out/candidates/trial-N``), keep the one with the best
     selection-split accuracy after the longer fine-tune (validation accuracy without a
@@ -99,7 +124,7 @@ def export_best_of(
             target = folder / "candidates" / f"trial-{record.number}"
             target.mkdir(parents=True)
             reports.append(
-                _export_into(target, cfg, splits, base, profile, record, finetune_epochs, log)
+                _export_into(target, cfg, splits, base, profile, record, finetune_epochs, log, bits)
             )
         on = "selection_accuracy" if reports[0].get("selection_accuracy") is not None else None
         key = on or "val_accuracy"

@@ -70,6 +70,24 @@ def test_search_pareto_export_end_to_end(write_config, tmp_path, capsys) -> None
     assert report["trial"] == best.number
     assert report["macs"] == best.user_attrs["costs"]["macs"]
     assert (out_dir / "weights.bin").stat().st_size == report["size_bytes"]
+    # the deployed file tested in ONNX Runtime too: the same answers
+    assert abs(report["onnx_accuracy"] - report["accuracy"]) <= 2 / 360 + 1e-9
+
+    # --bits 8: the same trial deployed as integer kernels, every layer at 8 bits or fewer
+    int8 = tmp_path / "int8"
+    assert main(["export", str(run_dir), "--best", "--bits", "8", "--out", str(int8)]) == 0
+    assert "model.onnx, ONNX Runtime" in capsys.readouterr().out
+    quantized = json.loads((int8 / "report.json").read_text())
+    assert quantized["bits"] == 8 and quantized["trial"] == best.number
+    layers = quantized["policy"]["layers"]
+    assert set(layers) == {"stem", "conv_a", "conv_b", "dw", "pw", "head"}
+    assert all(c.get("w_bits", 32) <= 8 and c.get("a_bits", 32) <= 8 for c in layers.values())
+    assert quantized["onnx_bytes"] < report["onnx_bytes"]
+    assert abs(quantized["onnx_accuracy"] - quantized["accuracy"]) <= 2 / 360 + 1e-9
+    assert (
+        main(["export", str(run_dir), "--best", "--bits", "16", "--out", str(tmp_path / "y")]) == 2
+    )
+    assert "--bits" in capsys.readouterr().err and not (tmp_path / "y").exists()
 
     # the ONNX model and autocompress.load agree on raw [0, 1] images
     import onnxruntime
