@@ -35,12 +35,16 @@ data-cifar10:
 # The main job: train (or reuse) LeNet-5 on Fashion-MNIST, search per-layer policies under a
 # MACs budget of 25% (100 screened without fine-tuning, the best 10 fine-tuned, the best 3 of
 # those fine-tuned longer; a SQLite study in the run directory, re-running resumes it), print
-# the Pareto front and export the best policy with a longer fine-tune (model.pt, model.onnx).
+# the Pareto front and export the best policy with a longer fine-tune (model.pt, model.onnx),
+# then the same policy deployed as integer kernels (W8A8 on every layer, export-int8/), both
+# tested in ONNX Runtime, and the two files' ONNX Runtime latencies side by side.
 demo: setup data
 	$(PY) -m autocompress train $(DEMO)
 	$(PY) -m autocompress search $(DEMO)
 	$(PY) -m autocompress pareto $(DEMO_RUN)
 	$(PY) -m autocompress export $(DEMO_RUN) --best --out $(DEMO_RUN)/export
+	$(PY) -m autocompress export $(DEMO_RUN) --best --bits 8 --out $(DEMO_RUN)/export-int8
+	$(PY) -m autocompress latency $(DEMO_RUN)/export-int8 --compare $(DEMO_RUN)/export
 
 test: setup
 	$(PY) -m pytest

@@ -823,7 +823,7 @@ def cmd_export(cfg: Config, args: argparse.Namespace) -> int:
 
 
 def cmd_latency(_: None, args: argparse.Namespace) -> int:
-    from autocompress.commands import latency
+    from autocompress.commands import latency, onnx_latency_ratio
 
     measure = {
         "runtime": args.runtime,
@@ -843,6 +843,9 @@ def cmd_latency(_: None, args: argparse.Namespace) -> int:
             f"({r['ms_per_sample']:.4f} ms per sample), {r['runtime']}, {r['threads']} thread(s)",
             soft_wrap=True,
         )
-    if len(results) == 2:
+    if len(results) == 2 and args.runtime == "onnxruntime":
+        ratio = onnx_latency_ratio(args.model, args.compare, args.threads, args.batch)
+        console.print(f"ratio: {ratio:.3f} (the two models' runs alternated)")
+    elif len(results) == 2:
         console.print(f"ratio: {results[0]['ms'] / results[1]['ms']:.3f}")
     return 0

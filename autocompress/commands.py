@@ -530,6 +530,29 @@ def latency(
     return result
 
 
+def onnx_latency_ratio(
+    path: Path, other: Path, threads: int = 1, batch: int = 64, repeats: int = 30
+) -> float:
+    """``path``'s ``model.onnx`` latency as a fraction of ``other``'s in ONNX Runtime, their
+    runs alternated so that a busy moment of the machine slows both alike
+    (:func:`autocompress.cost.latency.alternated_ratio`). Paths as for :func:`latency`."""
+    from autocompress.checkpoint import read_checkpoint, stored_inputs
+    from autocompress.cost.latency import onnx_latency_ratio as ratio
+    from autocompress.errors import AutocompressError
+
+    found = []
+    for given in (path, other):
+        folder = given if given.is_dir() else given.parent
+        onnx_file = given if given.suffix == ".onnx" else folder / "model.onnx"
+        if not onnx_file.is_file():
+            raise AutocompressError(f"no model.onnx at {given}: export the model first")
+        checkpoint = folder / "model.pt"
+        example = stored_inputs(read_checkpoint(checkpoint)) if checkpoint.is_file() else None
+        found.append((onnx_file, _onnx_feeds(onnx_file, example, batch)))
+    (mine, feeds), (theirs, their_feeds) = found
+    return ratio(mine, feeds, theirs, their_feeds, threads, repeats)
+
+
 def _onnx_feeds(path: Path, example: Any, batch: int) -> dict[str, Any]:
     """ONNX Runtime feeds: the recorded example inputs repeated ``batch`` times, else random
     tensors of the file's input shapes (dynamic dimensions set to ``batch``)."""

@@ -124,6 +124,9 @@ def test_the_latency_command_measures_both_runtimes(exports, capsys) -> None:
     argv = ["latency", str(folder / "model.pt"), "--runtime", "torch", "--batch", "8"]
     assert main([*argv, "--allow-factory", FACTORY, "--compare", str(folder)]) == 0
     assert "ratio:" in capsys.readouterr().out
+    other = exports["mixed"][0]
+    assert main(["latency", str(folder), "--batch", "8", "--compare", str(other)]) == 0
+    assert "runs alternated" in capsys.readouterr().out
     assert main(["latency", str(folder / "missing")]) == 2
 
 
