@@ -270,8 +270,8 @@ def _dequantize_apart(graph: onnx.GraphProto, layers: set[str]) -> None:
 def _integer_kernel(node: onnx.NodeProto, producer: dict[str, onnx.NodeProto]) -> bool:
     """Whether ``node`` (a layer, or the ReLU after one) is a layer ONNX Runtime can fuse into
     an integer kernel: its input and its weights both dequantized from integers. Quantizing
-    the output of any other layer gains nothing and costs a float round trip there (a float
-    first convolution of LeNet-5 followed by a quantizer ran its max pooling 10x slower)."""
+    the output of any other layer gains nothing and costs a quantize / dequantize round trip
+    there."""
     if node.op_type == "Relu":
         node = producer.get(node.input[0], node)
     if node.op_type not in WEIGHT_OPS or len(node.input) < 2:

@@ -321,7 +321,7 @@ def deployed_latency(
     with tempfile.TemporaryDirectory(prefix="autocompress-latency-") as tmp:
         path = Path(tmp) / "model.onnx"
         report = write_deployed_onnx(model, policy, path, example)
-        return onnx_latency(path, _feeds(report, example, batch), threads, repeats, warmup)
+        return onnx_latency(path, batch_feeds(report, example, batch), threads, repeats, warmup)
 
 
 def deployed_latency_ratio(
@@ -350,12 +350,12 @@ def deployed_latency_ratio(
         }.items():
             path = Path(tmp) / f"{name}.onnx"
             report = write_deployed_onnx(net, rule, path, example)
-            files.append((path, _feeds(report, example, batch)))
+            files.append((path, batch_feeds(report, example, batch)))
         (path, feeds), (ref_path, ref_feeds) = files
         return onnx_latency_ratio(path, feeds, ref_path, ref_feeds, threads, repeats, warmup)
 
 
-def _feeds(report: dict[str, Any], example: Inputs, batch: int) -> dict[str, np.ndarray]:
+def batch_feeds(report: dict[str, Any], example: Inputs, batch: int) -> dict[str, np.ndarray]:
     """ONNX Runtime's feeds: ``batch`` copies of the example inputs, by the file's input names."""
     inputs = example.repeated(batch)
     tensors = inputs.tensors()
@@ -384,7 +384,7 @@ def deployed_latencies(
         for i, (model, policy) in enumerate(candidates):
             path = Path(tmp) / f"{i}.onnx"
             report = write_deployed_onnx(model, policy, path, example)
-            files.append((path, _feeds(report, example, batch)))
+            files.append((path, batch_feeds(report, example, batch)))
         for _ in range(rounds):
             for i, (path, feeds) in enumerate(files):
                 best[i] = min(best[i], onnx_latency(path, feeds, threads, 30, 5))
