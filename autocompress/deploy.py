@@ -12,8 +12,9 @@ form ONNX Runtime fuses into integer kernels (QLinearConv, QGemm, MatMulInteger)
   weight (2-bit codes) or 4 (3- and 4-bit codes), in ONNX Runtime's ``MatMulNBits`` op: the
   same codes and per-channel scales (repeated over the op's blocks), dequantized inside the
   kernel, which computes in float — the simulated layer's values, at a half or a quarter of the
-  int8 file's bytes. Convolutions have no such op: theirs stay in the int8 container. The
-  report says per layer which form its weights took.
+  int8 file's bytes. Codes of 5–7 bits stay in int8 (the op takes 2, 4 and 8 bits only, in
+  ONNX Runtime 1.32: "additional bits support is planned"), and convolutions have no such op:
+  theirs stay in the int8 container. The report says per layer which form its weights took.
 - every activation quantizer of the simulation (each layer input with ``a_bits`` ≤ 8, and the
   operands of residual adds between integer layers, :mod:`autocompress.compress.residual`) is
   exported as ``QuantizeLinear`` → ``DequantizeLinear`` (uint8) with the scale and zero point
