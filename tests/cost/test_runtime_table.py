@@ -138,8 +138,8 @@ def test_the_forms_a_policy_runs_in_are_the_runtimes(tmp_path) -> None:
     table = LatencyTable("k", 1, 8, layer_shapes(model, profile), graph)
     fused_counts, packed_counts = [], []
     rng = random.Random(0)
-    for i, policy in enumerate(random_policies(profile, 6, seed=3)):
-        if i >= 3:  # weights and inputs quantized apart: 8-bit weights behind float inputs,
+    for i, policy in enumerate(random_policies(profile, 4, seed=3)):
+        if i >= 2:  # weights and inputs quantized apart: 8-bit weights behind float inputs,
             # float weights behind 8-bit inputs (they still let the layer before them fuse)
             layers = {
                 n: dataclasses.replace(c, w_bits=rng.choice([8, 32]), a_bits=rng.choice([8, 32]))
@@ -168,4 +168,4 @@ def test_the_forms_a_policy_runs_in_are_the_runtimes(tmp_path) -> None:
     assert all(p == a for p, a in fused_counts), fused_counts
     assert any(p > 0 for p, _ in fused_counts)
     assert all(p == a for p, a in packed_counts), packed_counts
-    assert [p > 0 for p, _ in packed_counts] == [False, True] * 3
+    assert [p > 0 for p, _ in packed_counts] == [False, True] * 2
