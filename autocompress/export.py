@@ -303,27 +303,6 @@ def write_deployed_onnx(
     return report
 
 
-def deployed_latency(
-    model: nn.Module,
-    policy: Policy,
-    example: Inputs,
-    threads: int = 1,
-    batch: int = 64,
-    repeats: int = 30,
-    warmup: int = 5,
-) -> float:
-    """Median ONNX Runtime milliseconds of ``model``'s deployed ``model.onnx`` (integer where
-    ``policy`` sets 8 bits or fewer) on ``batch`` copies of the example inputs."""
-    import tempfile
-
-    from autocompress.cost.latency import onnx_latency
-
-    with tempfile.TemporaryDirectory(prefix="autocompress-latency-") as tmp:
-        path = Path(tmp) / "model.onnx"
-        report = write_deployed_onnx(model, policy, path, example)
-        return onnx_latency(path, batch_feeds(report, example, batch), threads, repeats, warmup)
-
-
 def deployed_latency_ratio(
     model: nn.Module,
     policy: Policy,

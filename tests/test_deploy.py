@@ -130,6 +130,14 @@ def test_the_latency_command_measures_both_runtimes(exports, capsys) -> None:
     assert main(["latency", str(folder / "missing")]) == 2
 
 
+def optimised_ops(path, tmp_path) -> list[str]:
+    """The ops ONNX Runtime runs for the file at ``path``, after its graph optimisations."""
+    options = ort.SessionOptions()
+    options.optimized_model_filepath = str(tmp_path / "optimized.onnx")
+    ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    return [n.op_type for n in onnx.load(str(tmp_path / "optimized.onnx")).graph.node]
+
+
 def w8a8_export(model, sample: tuple[int, ...], tmp_path) -> tuple[torch.nn.Module, list[str]]:
     """``model`` at W8A8 on every layer (ranges calibrated on random batches), written as its
     deployed ``model.onnx``; returns the simulated model and the ops ONNX Runtime runs. Checks
@@ -149,10 +157,7 @@ def w8a8_export(model, sample: tuple[int, ...], tmp_path) -> tuple[torch.nn.Modu
     path = tmp_path / "model.onnx"
     write_deployed_onnx(small, policy, path, Inputs((example,)))
 
-    options = ort.SessionOptions()
-    options.optimized_model_filepath = str(tmp_path / "optimized.onnx")
-    ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    ops = [n.op_type for n in onnx.load(str(tmp_path / "optimized.onnx")).graph.node]
+    ops = optimised_ops(path, tmp_path)
 
     x = torch.randn(64, *sample)
     with torch.no_grad():
@@ -291,10 +296,7 @@ def test_float_weights_behind_quantized_inputs_stay_float_in_the_runtime(tmp_pat
     small = autocompress.compress(model, policy, example, calibration=calibration).eval()
     path = tmp_path / "model.onnx"
     write_deployed_onnx(small, policy, path, Inputs((example,)))
-    options = ort.SessionOptions()
-    options.optimized_model_filepath = str(tmp_path / "optimized.onnx")
-    ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    ops = [n.op_type for n in onnx.load(str(tmp_path / "optimized.onnx")).graph.node]
+    ops = optimised_ops(path, tmp_path)
     # conv2 alone has 8-bit weights: its integer kernel, and no other
     assert ops.count("QLinearConv") == 1 and "QGemm" not in ops
 

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -29,10 +30,7 @@ def measure_latency(
 ) -> float:
     """Median milliseconds per forward pass on ``batch`` random images of a sample shape,
     or on the example inputs repeated ``batch`` times along their first dimension."""
-    previous = torch.get_num_threads()
-    if threads:
-        torch.set_num_threads(threads)
-    try:
+    with _threads(threads):
         model = model.eval()
         x = _batch(example, batch)
         for _ in range(warmup):
@@ -43,8 +41,6 @@ def measure_latency(
             x(model)
             times.append(time.perf_counter() - start)
         return statistics.median(times) * 1e3
-    finally:
-        torch.set_num_threads(previous)
 
 
 @torch.no_grad()
@@ -59,13 +55,20 @@ def torch_latency_ratio(
 ) -> float:
     """``model``'s PyTorch latency as a fraction of ``reference``'s on the same inputs, their
     runs alternated (:func:`alternated_ratio`)."""
+    with _threads(threads):
+        x = _batch(example, batch)
+        mine, theirs = model.eval(), reference.eval()
+        return alternated_ratio(lambda: x(mine), lambda: x(theirs), repeats, warmup)
+
+
+@contextmanager
+def _threads(threads: int | None) -> Iterator[None]:
+    """PyTorch's intra-op threads set to ``threads`` (if given), restored afterwards."""
     previous = torch.get_num_threads()
     if threads:
         torch.set_num_threads(threads)
     try:
-        x = _batch(example, batch)
-        mine, theirs = model.eval(), reference.eval()
-        return alternated_ratio(lambda: x(mine), lambda: x(theirs), repeats, warmup)
+        yield
     finally:
         torch.set_num_threads(previous)
 
