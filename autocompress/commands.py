@@ -504,13 +504,10 @@ def latency(
         raise AutocompressError(f"{path} does not exist: give an export folder or its model file")
     folder = path if path.is_dir() else path.parent
     checkpoint = folder / "model.pt"
-    onnx_file = path if path.suffix == ".onnx" else folder / "model.onnx"
     example = stored_inputs(read_checkpoint(checkpoint)) if checkpoint.is_file() else None
     result: dict[str, Any] = {"runtime": runtime, "threads": threads, "batch": batch}
     if runtime == "onnxruntime":
-        if not onnx_file.is_file():
-            raise AutocompressError(f"no model.onnx at {path}: export the model first")
-        feeds = _onnx_feeds(onnx_file, example, batch)
+        onnx_file, feeds = _onnx_target(path, batch)
         result["file"] = str(onnx_file)
         result["ms"] = onnx_latency(onnx_file, feeds, threads, repeats)
     else:
@@ -536,21 +533,24 @@ def onnx_latency_ratio(
     """``path``'s ``model.onnx`` latency as a fraction of ``other``'s in ONNX Runtime, their
     runs alternated so that a busy moment of the machine slows both alike
     (:func:`autocompress.cost.latency.alternated_ratio`). Paths as for :func:`latency`."""
-    from autocompress.checkpoint import read_checkpoint, stored_inputs
     from autocompress.cost.latency import onnx_latency_ratio as ratio
+
+    (mine, feeds), (theirs, their_feeds) = _onnx_target(path, batch), _onnx_target(other, batch)
+    return ratio(mine, feeds, theirs, their_feeds, threads, repeats)
+
+
+def _onnx_target(path: Path, batch: int) -> tuple[Path, dict[str, Any]]:
+    """The ``model.onnx`` a path names (an export folder, or a file in it) and its feeds."""
+    from autocompress.checkpoint import read_checkpoint, stored_inputs
     from autocompress.errors import AutocompressError
 
-    found = []
-    for given in (path, other):
-        folder = given if given.is_dir() else given.parent
-        onnx_file = given if given.suffix == ".onnx" else folder / "model.onnx"
-        if not onnx_file.is_file():
-            raise AutocompressError(f"no model.onnx at {given}: export the model first")
-        checkpoint = folder / "model.pt"
-        example = stored_inputs(read_checkpoint(checkpoint)) if checkpoint.is_file() else None
-        found.append((onnx_file, _onnx_feeds(onnx_file, example, batch)))
-    (mine, feeds), (theirs, their_feeds) = found
-    return ratio(mine, feeds, theirs, their_feeds, threads, repeats)
+    folder = path if path.is_dir() else path.parent
+    onnx_file = path if path.suffix == ".onnx" else folder / "model.onnx"
+    if not onnx_file.is_file():
+        raise AutocompressError(f"no model.onnx at {path}: export the model first")
+    checkpoint = folder / "model.pt"
+    example = stored_inputs(read_checkpoint(checkpoint)) if checkpoint.is_file() else None
+    return onnx_file, _onnx_feeds(onnx_file, example, batch)
 
 
 def _onnx_feeds(path: Path, example: Any, batch: int) -> dict[str, Any]:

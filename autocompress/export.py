@@ -303,35 +303,46 @@ def write_deployed_onnx(
     return report
 
 
+@dataclass(frozen=True)
+class Deployed:
+    """A model's deployed ``model.onnx``, in memory, and the inputs to time it on."""
+
+    onnx: bytes
+    feeds: dict[str, np.ndarray]
+
+
+def deployed(model: nn.Module, policy: Policy, example: Inputs, batch: int = 64) -> Deployed:
+    """``model``'s deployed ``model.onnx`` (integer where ``policy`` sets 8 bits or fewer) and
+    ``batch`` copies of the example inputs by the file's input names."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="autocompress-latency-") as tmp:
+        path = Path(tmp) / "model.onnx"
+        report = write_deployed_onnx(model, policy, path, example)
+        return Deployed(path.read_bytes(), batch_feeds(report, example, batch))
+
+
 def deployed_latency_ratio(
     model: nn.Module,
     policy: Policy,
-    reference: nn.Module,
+    reference: Deployed,
     example: Inputs,
     threads: int = 1,
     batch: int = 64,
     repeats: int = 30,
     warmup: int = 5,
 ) -> float:
-    """``model``'s deployed ``model.onnx`` latency as a fraction of ``reference``'s float ONNX
-    (usually the uncompressed model), their ONNX Runtime runs alternated on ``batch`` copies of
-    the example inputs (:func:`autocompress.cost.latency.alternated_ratio`): the figure a
-    shared machine's slow-downs do not move."""
-    import tempfile
-
+    """``model``'s deployed ``model.onnx`` latency as a fraction of ``reference``'s (usually
+    the uncompressed model's float file, :func:`deployed` once per search), their ONNX Runtime
+    runs alternated on ``batch`` copies of the example inputs
+    (:func:`autocompress.cost.latency.alternated_ratio`): the figure a shared machine's
+    slow-downs do not move."""
     from autocompress.cost.latency import onnx_latency_ratio
 
-    with tempfile.TemporaryDirectory(prefix="autocompress-latency-") as tmp:
-        files = []
-        for name, (net, rule) in {
-            "model": (model, policy),
-            "reference": (reference, Policy(policy.model)),
-        }.items():
-            path = Path(tmp) / f"{name}.onnx"
-            report = write_deployed_onnx(net, rule, path, example)
-            files.append((path, batch_feeds(report, example, batch)))
-        (path, feeds), (ref_path, ref_feeds) = files
-        return onnx_latency_ratio(path, feeds, ref_path, ref_feeds, threads, repeats, warmup)
+    mine = deployed(model, policy, example, batch)
+    return onnx_latency_ratio(
+        mine.onnx, mine.feeds, reference.onnx, reference.feeds, threads, repeats, warmup
+    )
 
 
 def batch_feeds(report: dict[str, Any], example: Inputs, batch: int) -> dict[str, np.ndarray]:
@@ -342,31 +353,25 @@ def batch_feeds(report: dict[str, Any], example: Inputs, batch: int) -> dict[str
 
 
 def deployed_latencies(
-    candidates: list[tuple[nn.Module, Policy]],
+    candidates: list[tuple[nn.Module, Policy]] | list[Deployed],
     example: Inputs,
     threads: int = 1,
     batch: int = 64,
     rounds: int = 3,
 ) -> list[float]:
-    """ONNX Runtime milliseconds of each (model, policy)'s deployed ``model.onnx``: the median
-    of 30 runs, measured in ``rounds`` interleaved rounds over all of them and the lowest round
-    kept. A shared machine has episodes that slow every run down by up to 1.7× for a second
-    or so (measured here: the same file 2.6 ms, then 4.6 ms in a new session, then 2.6 ms);
-    a round caught in one is discarded, one not caught in any is kept."""
-    import tempfile
-
+    """ONNX Runtime milliseconds of each (model, policy)'s deployed ``model.onnx`` (or of each
+    file already :func:`deployed`): the median of 30 runs, measured in ``rounds`` interleaved
+    rounds over all of them and the lowest round kept. A shared machine has episodes that slow
+    every run down by up to 1.7× for a second or so (measured here: the same file 2.6 ms, then
+    4.6 ms in a new session, then 2.6 ms); a round caught in one is discarded, one not caught
+    in any is kept."""
     from autocompress.cost.latency import onnx_latency
 
-    best = [math.inf] * len(candidates)
-    with tempfile.TemporaryDirectory(prefix="autocompress-latency-") as tmp:
-        files = []
-        for i, (model, policy) in enumerate(candidates):
-            path = Path(tmp) / f"{i}.onnx"
-            report = write_deployed_onnx(model, policy, path, example)
-            files.append((path, batch_feeds(report, example, batch)))
-        for _ in range(rounds):
-            for i, (path, feeds) in enumerate(files):
-                best[i] = min(best[i], onnx_latency(path, feeds, threads, 30, 5))
+    files = [c if isinstance(c, Deployed) else deployed(*c, example, batch) for c in candidates]
+    best = [math.inf] * len(files)
+    for _ in range(rounds):
+        for i, file in enumerate(files):
+            best[i] = min(best[i], onnx_latency(file.onnx, file.feeds, threads, 30, 5))
     return best
 
 

@@ -50,6 +50,10 @@ class TrialContext:
     space: SearchSpace
     budget: Budget
     base_costs: Mapping[str, float]  # analytic costs, plus latency_ms when it is used
+    # what candidates are timed against, made once (:func:`latency_reference`): the base
+    # model's deployed file (ONNX Runtime) or its folded float module (PyTorch); None when
+    # latency is not measured
+    reference: Any = None
 
     @property
     def needs_latency(self) -> bool:
@@ -88,15 +92,16 @@ def make_context(
     base_policy = Policy(profile.model)
     base_cost = compute_costs(profile, base_policy, cfg.compress.round_to)
     base_costs: dict[str, float] = dict(base_cost.as_dict())
-    if needs_latency(cfg):
-        base_costs["latency_ms"] = base_latency(cfg, profile.inputs, base)
+    reference = latency_reference(cfg, profile.inputs, base) if needs_latency(cfg) else None
+    if reference is not None:
+        base_costs["latency_ms"] = base_latency(cfg, profile.inputs, reference)
     predict = predictor(cfg, base, profile, log)
     if predict is not None:
         base_costs[PREDICTED] = predict(base_policy, base_cost)
     budget = resolve_budget(cfg.budget, base_costs, predict)
     if predict is not None:  # now that the table can price it: refuse an unreachable budget
         check_reachable(space, budget, base_costs)
-    return TrialContext(cfg, recipe, base, profile, space, budget, base_costs)
+    return TrialContext(cfg, recipe, base, profile, space, budget, base_costs, reference)
 
 
 def needs_prediction(cfg: Config) -> bool:
@@ -166,16 +171,27 @@ def latency_setup(cfg: Config) -> dict[str, Any]:
     }
 
 
-def base_latency(cfg: Config, example: Inputs, base: torch.nn.Module) -> float:
+def latency_reference(cfg: Config, example: Inputs, base: torch.nn.Module) -> Any:
+    """What candidates are timed against, made once per search: the base model's deployed
+    float ``model.onnx`` in memory (ONNX Runtime), or its folded float module (PyTorch)."""
+    if cfg.search.latency_runtime == "onnxruntime":
+        from autocompress.export import deployed
+
+        return deployed(base, Policy(""), example, cfg.search.latency_batch)
+    return folded(base, float_inputs=True)
+
+
+def base_latency(cfg: Config, example: Inputs, reference: Any) -> float:
     """The base model's milliseconds at the configured batch and threads, in the configured
-    runtime (float): the lowest of :data:`BASE_LATENCY_ROUNDS` medians, so a round caught in
-    one of the machine's slow episodes does not set every candidate's scale."""
+    runtime (float; ``reference``: :func:`latency_reference`): the lowest of
+    :data:`BASE_LATENCY_ROUNDS` medians, so a round caught in one of the machine's slow
+    episodes does not set every candidate's scale."""
     search = cfg.search
     if search.latency_runtime == "onnxruntime":
         from autocompress.export import deployed_latencies
 
         return deployed_latencies(
-            [(base, Policy(""))],
+            [reference],
             example,
             search.latency_threads,
             search.latency_batch,
@@ -183,7 +199,7 @@ def base_latency(cfg: Config, example: Inputs, base: torch.nn.Module) -> float:
         )[0]
     return min(
         measure_latency(
-            folded(base, float_inputs=True),
+            reference,
             example,
             batch=search.latency_batch,
             repeats=LATENCY_REPEATS,
@@ -197,17 +213,21 @@ def base_latency(cfg: Config, example: Inputs, base: torch.nn.Module) -> float:
 def model_latency(ctx: TrialContext, model: torch.nn.Module, policy: Policy | None = None) -> float:
     """A candidate's milliseconds at the configured batch and threads, in the configured
     runtime (PyTorch's float execution, or ONNX Runtime on its deployed, integer ``model.onnx``):
-    its latency as a fraction of the base model's, their runs alternated so that the machine's
-    slow-downs cancel, times the base latency the search measured at its start."""
+    its latency as a fraction of the base model's (``ctx.reference``), their runs alternated so
+    that the machine's slow-downs cancel, times the base latency the search measured at its
+    start."""
     search = ctx.cfg.search
     example = ctx.profile.inputs
+    reference = ctx.reference
+    if reference is None:
+        reference = latency_reference(ctx.cfg, example, ctx.base)
     if search.latency_runtime == "onnxruntime":
         from autocompress.export import deployed_latency_ratio
 
         ratio = deployed_latency_ratio(
             model,
             policy or Policy(ctx.profile.model),
-            ctx.base,
+            reference,
             example,
             search.latency_threads,
             search.latency_batch,
@@ -217,7 +237,7 @@ def model_latency(ctx: TrialContext, model: torch.nn.Module, policy: Policy | No
     else:
         ratio = torch_latency_ratio(
             folded(model, float_inputs=True),
-            folded(ctx.base, float_inputs=True),
+            reference,
             example,
             batch=search.latency_batch,
             repeats=LATENCY_REPEATS,
@@ -364,7 +384,9 @@ def load_context(cfg: Config, base_costs: Mapping[str, float]) -> TrialContext:
     # the table was built and cached by the search before its workers started
     budget = resolve_budget(cfg.budget, base_costs, predictor(cfg, run.base.model, run.profile))
     recipe = splits_recipe(cfg, run.splits)
-    return TrialContext(cfg, recipe, run.base.model, run.profile, space, budget, dict(base_costs))
+    model, example = run.base.model, run.profile.inputs
+    reference = latency_reference(cfg, example, model) if needs_latency(cfg) else None
+    return TrialContext(cfg, recipe, model, run.profile, space, budget, dict(base_costs), reference)
 
 
 def _costs(ctx: TrialContext, policy: Policy) -> dict[str, float]:
