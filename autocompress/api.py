@@ -153,7 +153,7 @@ def search(
     select_data: Batches | None = None,
     trials: int = 20,
     sampler: str = "tpe",
-    objectives: Sequence[str] = (),
+    objectives: Sequence[str] | None = None,
     space: Mapping[str, Any] | None = None,
     steps: int = 100,
     lr: float = 0.01,
@@ -193,6 +193,7 @@ def search(
     """
     from autocompress.search.loop import make_controller, prepare_study, quiet_optuna, run_search
     from autocompress.search.objective import check_budget_reachable, make_context
+    from autocompress.search.study import existing_study, with_objectives
     from autocompress.spaces import build_space
 
     name = name or type(model).__name__.lower()
@@ -206,7 +207,7 @@ def search(
         **raw.get("search", {}),
         "trials": trials,
         "sampler": sampler,
-        "objectives": list(objectives),
+        **({"objectives": list(objectives)} if objectives is not None else {}),
         "seed": seed,
         **({"storage": storage} if storage else {}),
     }
@@ -214,6 +215,7 @@ def search(
     if space is not None:
         raw["space"] = dict(space)
     cfg = parse_settings(raw)
+    cfg = with_objectives(cfg, existing_study(cfg))
     if cfg.search.backend != "local":
         raise AutocompressError(
             "search.backend: the API runs trials in this process (your callables are not "

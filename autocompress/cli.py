@@ -505,6 +505,14 @@ def _print_cost_tables(report: dict[str, Any], with_policy: bool) -> None:
 # search, pareto, export
 
 
+def objectives_line(cfg: Config) -> str:
+    """What the study optimises, in one line."""
+    if not cfg.objectives:
+        return "objective: validation accuracy within the budget (search.objectives=[])"
+    costs = ", ".join(f"{m} ↓" for m in cfg.objectives)
+    return f"objectives: validation accuracy ↑, {costs} (a Pareto front below the budget)"
+
+
 def cmd_search(cfg: Config, args: argparse.Namespace) -> int:
     from rich.progress import (
         BarColumn,
@@ -518,6 +526,7 @@ def cmd_search(cfg: Config, args: argparse.Namespace) -> int:
     from autocompress.search.study import records, shown_storage, trials_done
 
     run = start_search(cfg, on_epoch=_base_epoch, log=console.print)
+    cfg = run.cfg  # its objectives made explicit (the existing study's, or the default)
     ctx, study, controller = run.ctx, run.study, run.controller
     space, n = ctx.space, cfg.search.trials
     console.print(
@@ -528,6 +537,7 @@ def cmd_search(cfg: Config, args: argparse.Namespace) -> int:
     )
     for metric, limit in ctx.budget.limits.items():
         console.print(f"budget {metric} ≤ {ctx.budget.described[metric]} = {limit:,.4g}")
+    console.print(objectives_line(cfg), soft_wrap=True)
     if ctx.needs_latency:
         setup = study.user_attrs.get("latency", {})
         console.print(

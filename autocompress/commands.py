@@ -299,7 +299,13 @@ def start_search(
     from autocompress.search.ray_runner import check_backend
     from autocompress.search.samplers import make_sampler
     from autocompress.search.schedule import refusal, uses_schedule
-    from autocompress.search.study import check_compatible, existing_study, trials_done, worker_id
+    from autocompress.search.study import (
+        check_compatible,
+        existing_study,
+        trials_done,
+        with_objectives,
+        worker_id,
+    )
     from autocompress.spaces import build_space
 
     # The backend, the storage, the existing study's objectives and space, the budget (a
@@ -307,9 +313,10 @@ def start_search(
     check_backend(cfg)
     space = build_space(cfg.space, untrained_profile(cfg), cfg.compress.round_to)
     check_budget_reachable(cfg, space)
-    # the sampler accepts the space (CMA-ES refuses bit-width choices)
-    make_sampler(cfg.search.sampler, cfg.search.seed, space, 1 + len(cfg.search.objectives))
     previous = existing_study(cfg)
+    cfg = with_objectives(cfg, previous)
+    # the sampler accepts the space (CMA-ES refuses bit-width choices)
+    make_sampler(cfg.search.sampler, cfg.search.seed, space, 1 + len(cfg.objectives))
     if previous is not None:
         check_compatible(previous, cfg, [k.name for k in space.knobs])
     run = prepare(cfg, on_epoch)

@@ -34,7 +34,8 @@ from autocompress.yamlio import load_yaml
 # latency_ms: measured on each built candidate (search.latency_runtime); latency_ms_predicted:
 # ONNX Runtime latency priced by the latency table without building (autocompress.cost.
 # runtime_table), so over-budget candidates are projected inside it like MACs
-METRICS = ("macs", "params", "bitops", "size_bytes", "latency_ms", "latency_ms_predicted")
+Metric = Literal["macs", "params", "bitops", "size_bytes", "latency_ms", "latency_ms_predicted"]
+METRICS: tuple[str, ...] = typing.get_args(Metric)
 SAMPLERS = ("tpe", "nsga2", "gp", "cmaes", "random", "rl")
 
 
@@ -251,10 +252,9 @@ class SearchConfig:
         None,
     )
     seed: int = SEED
-    # cost metrics minimised next to accuracy (a Pareto front); empty: maximise accuracy only
-    objectives: list[
-        Literal["macs", "params", "bitops", "size_bytes", "latency_ms", "latency_ms_predicted"]
-    ] = field(default_factory=list)
+    # cost metrics minimised next to accuracy (a Pareto front); null (the default): the
+    # budget's metrics, or macs without a budget (Config.objectives); []: accuracy alone
+    objectives: list[Metric] | None = None
     # stops poor fine-tunes (single objective, short fidelity: a multi-fidelity search's
     # screen has already chosen the candidates it fine-tunes)
     pruner: Literal["median", "none"] = "median"
@@ -328,6 +328,18 @@ class Config:
     @property
     def run_dir(self) -> Path:
         return Path(self.runs_root) / self.name
+
+    @property
+    def objectives(self) -> list[Metric]:
+        """The costs the search minimises next to accuracy: ``search.objectives`` as set;
+        by default (null) the budget's metrics, or MACs without a budget, so that the study
+        keeps the candidates below the budget that buy accuracy per cost; none for CMA-ES
+        (single-objective). ``[]`` maximises accuracy alone within the budget."""
+        if self.search.objectives is not None:
+            return list(self.search.objectives)
+        if self.search.sampler == "cmaes":
+            return []
+        return [typing.cast(Metric, m) for m in self.budget] or ["macs"]
 
     @property
     def finetune_seed(self) -> int:

@@ -38,6 +38,22 @@ def test_defaults_and_types(write_config) -> None:
     assert cfg.run_dir.name == "digits-test"
 
 
+@pytest.mark.parametrize(
+    ("changes", "objectives"),
+    [
+        ({}, ["macs"]),  # no budget: MACs
+        ({"budget": {"bitops": "30%", "size_bytes": "50%"}}, ["bitops", "size_bytes"]),
+        ({"budget": {"size_bytes": "5%"}, "search": {"objectives": []}}, []),
+        ({"budget": {"size_bytes": "5%"}, "search": {"objectives": ["params"]}}, ["params"]),
+        ({"budget": {"macs": "30%"}, "search": {"sampler": "cmaes"}}, []),  # single-objective
+    ],
+)
+def test_the_objectives_default_to_the_budgets_costs(write_config, changes, objectives) -> None:
+    cfg = load_config(write_config(changes))
+    assert cfg.objectives == objectives
+    assert parse_config(cfg.to_dict()).objectives == objectives
+
+
 def test_config_is_frozen(write_config) -> None:
     cfg = load_config(write_config())
     with pytest.raises(AttributeError):

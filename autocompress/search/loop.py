@@ -90,7 +90,7 @@ def prepare_study(ctx: TrialContext, sampler_name: str) -> tuple[optuna.Study, l
     base costs and enqueues the baselines; the others wait until it has.
     """
     cfg = ctx.cfg
-    n_obj = 1 + len(cfg.search.objectives)
+    n_obj = 1 + len(cfg.objectives)
     study, created = open_study(cfg, pruner=make_pruner(cfg.search.pruner, n_obj))
     # A resumed search must not replay the proposals it already made: offset the seed; workers
     # sharing a study must not make the same proposals either: offset it by the worker too.
@@ -319,5 +319,5 @@ def _values(ctx: TrialContext, result: TrialResult) -> list[float]:
     accuracy = result.val_accuracy if result.val_accuracy is not None else math.nan
     # an over-budget candidate may be refused before its latency is measured: ratio 1 then
     costs = {**ctx.base_costs, **result.costs}
-    ratios = [costs[m] / ctx.base_costs[m] for m in ctx.cfg.search.objectives]
+    ratios = [costs[m] / ctx.base_costs[m] for m in ctx.cfg.objectives]
     return [accuracy, *ratios]

@@ -62,7 +62,7 @@ class TrialContext:
 
 def needs_latency(cfg: Config) -> bool:
     """Latency is measured per trial only when it is budgeted or an objective."""
-    return "latency_ms" in cfg.budget or "latency_ms" in cfg.search.objectives
+    return "latency_ms" in cfg.budget or "latency_ms" in cfg.objectives
 
 
 @dataclass(frozen=True)
@@ -106,7 +106,7 @@ def make_context(
 
 def needs_prediction(cfg: Config) -> bool:
     """The latency table is built when predicted latency is budgeted or an objective."""
-    return PREDICTED in cfg.budget or PREDICTED in cfg.search.objectives
+    return PREDICTED in cfg.budget or PREDICTED in cfg.objectives
 
 
 def latency_table_path(cfg: Config) -> Path:

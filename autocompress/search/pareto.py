@@ -18,8 +18,8 @@ from autocompress.search.study import TrialRecord
 
 def front_metrics(cfg: Config) -> list[str]:
     """The costs the front trades accuracy against: objectives, else budget keys, else MACs."""
-    if cfg.search.objectives:
-        return list(cfg.search.objectives)
+    if cfg.objectives:
+        return [str(m) for m in cfg.objectives]
     if cfg.budget:
         return list(cfg.budget)
     return ["macs"]

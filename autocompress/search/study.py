@@ -7,6 +7,7 @@ accuracy, whether it is within budget, the fine-tune seconds and, on failure, th
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import os
 import socket
@@ -164,7 +165,7 @@ def pareto_paths(cfg: Config) -> tuple[Path, Path]:
 
 
 def directions(cfg: Config) -> list[StudyDirection]:
-    n = len(cfg.search.objectives)
+    n = len(cfg.objectives)
     return [StudyDirection.MAXIMIZE] + [StudyDirection.MINIMIZE] * n
 
 
@@ -189,7 +190,7 @@ def open_study(
     except (ImportError, ValueError, OptunaError) as exc:
         raise _cannot_open(cfg, exc) from None
     _STORAGES[study] = storage
-    wanted = ["accuracy", *cfg.search.objectives]
+    wanted = ["accuracy", *cfg.objectives]
     if created:
         study.set_user_attr("objectives", wanted)
         with warnings.catch_warnings():  # experimental in Optuna; labels the dashboard's axes
@@ -216,7 +217,7 @@ def check_compatible(study: optuna.Study, cfg: Config, knobs: list[str] | None =
     """Refuse to continue a study made with other objectives, or (given ``knobs``, the names
     of the search space's knobs) another search space."""
     where = f"the study '{study_name(cfg)}' in {shown_storage(cfg)}"
-    wanted = ["accuracy", *cfg.search.objectives]
+    wanted = ["accuracy", *cfg.objectives]
     found = study.user_attrs.get("objectives", wanted)
     if found != wanted or len(study.directions) != len(wanted):
         names = study.user_attrs.get("objectives", f"{len(study.directions)} objectives")
@@ -230,6 +231,26 @@ def check_compatible(study: optuna.Study, cfg: Config, knobs: list[str] | None =
             f"{where} was made with another search space: use another name "
             "(search.study=NAME, or delete the run's study.db) to search this one"
         )
+
+
+def with_objectives(cfg: Config, study: optuna.Study | None) -> Config:
+    """``cfg`` with ``search.objectives`` made explicit for the search it runs.
+
+    Set in the config, they stay (a study made with others is refused later). Left to the
+    default (null), a new study takes :attr:`Config.objectives` (the budget's costs), and an
+    existing one keeps the objectives it was made with: a study made when the default was
+    accuracy alone resumes single-objective instead of being refused.
+    """
+    if cfg.search.objectives is not None:
+        return cfg
+    objectives = cfg.objectives
+    if study is not None:
+        recorded = study.user_attrs.get("objectives")
+        if isinstance(recorded, list) and len(recorded) == len(study.directions):
+            objectives = list(recorded[1:])
+        elif len(study.directions) == 1:
+            objectives = []
+    return dataclasses.replace(cfg, search=dataclasses.replace(cfg.search, objectives=objectives))
 
 
 def study_at(

@@ -14,6 +14,7 @@ from optuna.trial import TrialState
 import autocompress
 from autocompress.cli import main
 from autocompress.data import digits
+from autocompress.runs import load_run_config
 from tests.tiny_models import tiny_resnet
 
 SEARCH = {
@@ -279,5 +280,40 @@ def test_changing_the_objectives_of_a_study_is_refused(write_config, capsys) -> 
     config = write_config({**SEARCH, "search": {"trials": 1, "uniform": 1}})
     assert main(["search", str(config)]) == 0
     capsys.readouterr()
-    assert main(["search", str(config), "--set", "search.objectives=[macs]"]) == 2
-    assert "optimises ['accuracy']" in capsys.readouterr().err
+    assert main(["search", str(config), "--set", "search.objectives=[]"]) == 2
+    assert "optimises ['accuracy', 'macs']" in capsys.readouterr().err
+
+
+def test_the_default_search_keeps_a_front_below_the_budget(write_config, tmp_path, capsys):
+    """By default the study minimises the budget's costs next to accuracy (multi-objective),
+    records it, and says so; ``search.objectives: []`` is accuracy alone."""
+    config = write_config({**SEARCH, "search": {"trials": 2, "uniform": 1, "screen": 2}})
+    assert main(["search", str(config)]) == 0
+    assert "objectives: validation accuracy ↑, macs ↓" in capsys.readouterr().out
+    study = study_of(tmp_path / "runs" / "digits-test")
+    assert len(study.directions) == 2 and study.user_attrs["objectives"] == ["accuracy", "macs"]
+    told = [t for t in study.get_trials() if t.state == TrialState.COMPLETE]
+    base_macs = study.user_attrs["base_costs"]["macs"]
+    for t in told:  # the second value is the trial's MACs as a fraction of the base model's
+        assert t.values[1] == pytest.approx(t.user_attrs["costs"]["macs"] / base_macs)
+    recorded = load_run_config(tmp_path / "runs" / "digits-test")
+    assert recorded.search.objectives == ["macs"]
+
+    single = write_config({**SEARCH, "name": "single", "search": {"objectives": []}}, "one.yaml")
+    assert main(["search", str(single), "--set", "search.trials=1"]) == 0
+    assert "objective: validation accuracy within the budget" in capsys.readouterr().out
+    assert len(study_of(tmp_path / "runs" / "single", "single").directions) == 1
+
+
+def test_a_study_made_for_accuracy_alone_resumes_as_made(write_config, tmp_path, capsys):
+    """A study made when the default was accuracy alone is resumed under the new default
+    without a refusal: left to its default, ``search.objectives`` takes the study's."""
+    config = write_config({**SEARCH, "search": {"trials": 1, "uniform": 1}})
+    assert main(["search", str(config), "--set", "search.objectives=[]"]) == 0
+    capsys.readouterr()
+    assert main(["search", str(config), "--set", "search.trials=2"]) == 0
+    out = capsys.readouterr().out
+    assert "resuming" in out and "objective: validation accuracy within" in out
+    run_dir = tmp_path / "runs" / "digits-test"
+    assert len(study_of(run_dir).directions) == 1 and len(study_of(run_dir).trials) >= 2
+    assert load_run_config(run_dir).search.objectives == []
