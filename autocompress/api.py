@@ -179,6 +179,9 @@ def search(
     the best 3 of those a longer one, compared on ``select_data`` (batches apart from
     ``val_data``; without it, on validation). Without ``train_data`` every trial is
     fine-tuned (``settings={"search": {"fidelity": "short"}}`` asks for that anyway).
+    ``objectives``: the costs minimised next to accuracy; by default the budget's metrics
+    (a Pareto front below the budget; a study made otherwise keeps its own), ``()`` for
+    accuracy alone within the budget.
     ``space``: the YAML ``space`` section (rules, skip_first, skip_last); ``settings``: any
     other YAML sections (``search``, ``compress``, ``finetune``) as a dict. Trials live in an
     Optuna study (SQLite ``runs_root/name/study.db`` unless ``storage``); calling ``search``

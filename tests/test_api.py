@@ -62,6 +62,8 @@ def test_search_export_and_reload_through_the_api(name: str, tmp_path: Path) -> 
     assert [r.fidelity for r in seen].count("short") == 3
     assert [r.fidelity for r in seen].count("zero-cost") == 24
     assert all(r.state == "complete" for r in found.trials())
+    # by default the budget's cost is an objective too: a front below the budget
+    assert found.config.objectives == ["size_bytes"] and len(found.study.directions) == 2
     assert found.pareto()
     best = found.best()
     assert best.fidelity == "long"

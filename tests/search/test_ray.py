@@ -83,8 +83,9 @@ def test_asha_stops_poor_fine_tunes_and_records_them_as_pruned(write_config, tmp
     pruned = [t for t in trials if t.state == TrialState.PRUNED]
     assert pruned, "ASHA stopped no trial"
     for t in pruned:  # stopped at ASHA's first rung, with the costs of what it would have been
-        assert len(t.user_attrs["history"]) < 4 and t.user_attrs["costs"]["macs"] > 0
-        assert t.intermediate_values
+        # its scores so far (Optuna's intermediate values exist in single-objective studies
+        # only; the default study also minimises MACs)
+        assert 0 < len(t.user_attrs["history"]) < 4 and t.user_attrs["costs"]["macs"] > 0
 
 
 @pytest.mark.slow  # about a minute: 150-step fine-tunes so Ctrl-C lands inside trials

@@ -46,6 +46,23 @@ def score(t: FrozenTrial) -> float:
     return float(t.user_attrs["val_accuracy"])
 
 
+def front_ranks(trials: list[FrozenTrial]) -> dict[int, int]:
+    """Each trial's non-dominated front, 0 the first, over its values (score up, costs down)."""
+
+    def dominates(a: FrozenTrial, b: FrozenTrial) -> bool:
+        no_worse = a.values[0] >= b.values[0] and all(
+            x <= y for x, y in zip(a.values[1:], b.values[1:], strict=True)
+        )
+        return no_worse and a.values != b.values
+
+    ranks, remaining, r = {}, list(trials), 0
+    while remaining:
+        front = [t for t in remaining if not any(dominates(o, t) for o in remaining)]
+        ranks.update({t.number: r for t in front})
+        remaining, r = [t for t in remaining if t not in front], r + 1
+    return ranks
+
+
 def check_schedule(
     trials: list[FrozenTrial], n: int, screen: int, finalists: int, one_promotion: bool = True
 ) -> None:
@@ -66,11 +83,16 @@ def check_schedule(
     assert len(promoted) == n
     by_number = {t.number: t for t in trials}
     feasible = [t for t in screened if t.state == TrialState.COMPLETE and t.user_attrs["feasible"]]
-    worst_promoted = min(score(by_number[p]) for p in promoted)
+    # best first: front by front over (score up, cost ratios down) when costs are objectives
+    # (the default), each front by score; by score alone for accuracy alone
+    rank = front_ranks(feasible)
+    key = {t.number: (rank[t.number], -score(t)) for t in feasible}
+    worst_promoted = max(key[p] for p in promoted)
     left_out = [t for t in feasible if t.number not in promoted]
     policies = {json.dumps(by_number[p].user_attrs["policy"], sort_keys=True) for p in promoted}
     assert not one_promotion or all(
-        score(t) <= worst_promoted or json.dumps(t.user_attrs["policy"], sort_keys=True) in policies
+        key[t.number] >= worst_promoted
+        or json.dumps(t.user_attrs["policy"], sort_keys=True) in policies
         for t in left_out
     )
     for t in tuned:  # each was fine-tuned on the params it was screened with
