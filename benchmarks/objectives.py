@@ -71,7 +71,7 @@ def one(config: str, sets: list[str], args: argparse.Namespace, label: str) -> d
     found = records(study)
     budget = cfg.budget["macs"].value
     fine_tuned = [r for r in found if r.scored]
-    out = cfg.run_dir / f"bench-{label}"
+    out, cheaper = cfg.run_dir / f"bench-{label}", cfg.run_dir / f"bench-{label}-cheaper"
     return {
         "search_seconds": seconds,
         "fine_tuned": len(fine_tuned),
@@ -79,7 +79,7 @@ def one(config: str, sets: list[str], args: argparse.Namespace, label: str) -> d
         "hypervolume": hypervolume(found, "macs", args.ref, budget),
         "best": tested(cfg.run_dir, str(cfg.search.study), out, args.finetune_epochs, None),
         "cheaper": tested(
-            cfg.run_dir, str(cfg.search.study), out, args.finetune_epochs, args.below
+            cfg.run_dir, str(cfg.search.study), cheaper, args.finetune_epochs, args.below
         ),
     }
 
