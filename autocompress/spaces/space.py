@@ -50,7 +50,8 @@ class Knob:
         if self.continuous:
             # prune and sparsity compress more as they grow, rank as it shrinks
             lo, hi = (self.high, self.low) if self.knob == "rank" else (self.low, self.high)
-            return lo + position * (hi - lo)
+            # clamped: 1.0 + 1.0 * (0.1 - 1.0) is 0.0999…98, below the study's range
+            return min(max(lo + position * (hi - lo), self.low), self.high)
         return self.choices[min(int(position * len(self.choices)), len(self.choices) - 1)]
 
     def position(self, value: Any) -> float:

@@ -109,6 +109,17 @@ def test_sharing_overrides_bits_and_useless_ranks_mean_no_factorization() -> Non
     assert policy.layers["conv2"].w_bits == 32 and policy.layers["conv2"].clusters == 8
 
 
+def test_every_position_gives_a_value_inside_the_knobs_range() -> None:
+    # a rank range [0.1, 1.0] at its far end once gave 0.0999…98: Optuna warned that the
+    # enqueued sensitivity allocation was out of the study's range
+    space = space_for("lenet5", [{"prune": [0.0, 0.9], "rank": [0.1, 1.0]}], skip_first=False)
+    for knob in space.knobs:
+        for position in (0.0, 1 / 3, 0.5, 0.7, 0.9, 1.0, 1.5, -0.5):
+            assert knob.low <= knob.at(position) <= knob.high, (knob.name, position)
+    ranks = [k for k in space.knobs if k.knob == "rank"]
+    assert ranks and all(k.at(1.0) == 0.1 for k in ranks)
+
+
 def test_uniform_baselines_are_the_least_compression_within_budget() -> None:
     space = space_for("lenet5", [{"prune": [0.0, 0.9]}], skip_first=False)
     profile = space.profile
