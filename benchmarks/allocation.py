@@ -1,0 +1,271 @@
+"""Searched allocation against uniform, sensitivity-derived and a peer's (FastNAS), on two bases.
+
+    python benchmarks/allocation.py experiments/vgg-small-fashion-mnist.yaml --budget 0.30 \\
+        --fastnas runs/fastnas-30.yaml --json experiments/allocation-vgg-small-30.json
+
+(``runs/fastnas-30.yaml`` from ``benchmarks/fastnas_policy.py``, in its own virtualenv.)
+
+1. **Search** on the config's base (its ``model.checkpoint``): the default multi-fidelity
+   search with accuracy alone as the objective (one model at one budget), ``--trials``
+   fine-tuned trials, the equal-loss sensitivity allocation enqueued beside the uniform
+   baselines (``search.sensitivity=true``). Its wall time is printed.
+2. **Policies**, all within the MACs budget and all chosen on the first base without looking
+   at the test set:
+
+   - *searched*: the search's best (``autocompress export --best``: its finalists compared on
+     the selection split);
+   - *uniform*: the better, on the selection split after the export fine-tune (first base,
+     first seed), of two uniform policies at the budget — every knob of the config's space at
+     the same position (the search's first uniform baseline), and the classic one, every
+     prunable layer but the classifier pruned by the same ratio;
+   - *sensitivity*: the equal-loss allocation of the zero-cost sensitivity analysis;
+   - *fastnas*: NVIDIA Model Optimizer's FastNAS widths as a prune policy (``--fastnas``).
+3. **Exports**: each policy compressed from each base in ``--bases`` (each with the
+   ``train.seed`` it was trained with, so its data splits are its own), fine-tuned with the
+   config's export fine-tune (``finetune.export_epochs``, distilled from that base) for every
+   seed in ``--seeds`` (``finetune.seed``), and tested. ``autocompress apply`` does each one.
+
+Every result is written to ``--json`` as soon as it exists, and a rerun skips those already
+there, so an interrupted run resumes (the search resumes from its study).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from autocompress.cli import main as cli
+from autocompress.commands import apply
+from autocompress.config import load_config
+from autocompress.cost.metrics import compute_costs
+from autocompress.files import write_atomic
+from autocompress.policy import Policy
+from autocompress.runs import load_run_config, untrained_profile
+from autocompress.search.loop import SENSITIVITY_BASELINE
+from autocompress.search.pareto import best_trial
+from autocompress.search.study import load_study, records
+from autocompress.spaces.budget import smallest
+
+BASES = [
+    ("experiments/bases/vgg-small-fashion-mnist-seed0.pt", 0),
+    ("experiments/bases/vgg-small-fashion-mnist-seed1.pt", 1),
+]
+
+
+def uniform_prune(cfg_path: str, overrides: list[str], budget: float) -> Policy:
+    """Every compressible layer but the classifier pruned by the smallest equal ratio that
+    meets ``budget`` (a fraction of the base's MACs)."""
+    profile = untrained_profile(load_config(cfg_path, overrides))
+    names = list(profile.layers)[:-1]
+    full = compute_costs(profile, Policy(profile.model)).macs
+
+    def policy(r: float) -> Policy:
+        return Policy.from_dict(
+            {"model": profile.model, "layers": {n: {"prune": round(r, 6)} for n in names}}
+        )
+
+    top = 0.95  # prune ratios are fractions below 1
+    t = smallest(lambda t: compute_costs(profile, policy(top * t)).macs <= budget * full)
+    if t is None:
+        raise SystemExit(f"no uniform prune ratio meets {budget:.0%} of the MACs")
+    return policy(top * t)
+
+
+def search(cfg_path: str, overrides: list[str]) -> tuple[dict[str, Policy], dict[str, Any]]:
+    """Run (or resume) the search; its best policy, the uniform and sensitivity baselines."""
+    start = time.perf_counter()
+    code = cli(["search", cfg_path, *[x for o in overrides for x in ("--set", o)]])
+    if code != 0:
+        raise SystemExit(f"the search exited {code}")
+    seconds = time.perf_counter() - start
+    cfg = load_config(cfg_path, overrides)
+    cfg = load_run_config(cfg.run_dir, [], cfg.search.study)
+    recs = records(load_study(cfg))
+    limits = {m: b.value for m, b in cfg.budget.items()}
+    best = best_trial(recs, limits)
+    uniform = min(
+        (r for r in recs if (r.baseline or "").startswith("uniform")), key=lambda r: r.number
+    )
+    sensitivity = next(r for r in recs if r.baseline == SENSITIVITY_BASELINE)
+    info = {
+        "seconds": seconds,
+        "trials": len(recs),
+        "best_trial": best.number,
+        "best_selection_accuracy": best.selection_accuracy,
+        "uniform_trial": uniform.number,
+        "uniform_baseline": uniform.baseline,
+        "sensitivity_trial": sensitivity.number,
+    }
+    policies = {
+        "searched": Policy.from_dict(best.policy),
+        "uniform (space)": Policy.from_dict(uniform.policy),
+        "sensitivity": Policy.from_dict(sensitivity.policy),
+    }
+    return policies, info
+
+
+def export(
+    cfg_path: str,
+    overrides: list[str],
+    policy_file: Path,
+    out: Path,
+    base: str,
+    train_seed: int,
+    seed: int,
+) -> dict[str, Any]:
+    sets = [
+        *overrides,
+        f"model.checkpoint={base}",
+        f"train.seed={train_seed}",
+        f"finetune.seed={seed}",
+    ]
+    cfg = load_config(cfg_path, sets)
+    start = time.perf_counter()
+    report = apply(cfg, policy_file, out, force=True)
+    return {
+        "test_accuracy": report["accuracy"],
+        "val_accuracy": report["val_accuracy"],
+        "selection_accuracy": report.get("selection_accuracy"),
+        "macs_ratio": report["macs_ratio"],
+        "base_test_accuracy": report["base_accuracy"],
+        "seconds": time.perf_counter() - start,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("config", nargs="?", default="experiments/vgg-small-fashion-mnist.yaml")
+    parser.add_argument("--budget", type=float, required=True, help="MACs ratio, e.g. 0.30")
+    parser.add_argument("--trials", type=int, default=20, help="fine-tuned trials of the search")
+    parser.add_argument("--fastnas", type=Path, help="FastNAS's policy (fastnas_policy.py)")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--bases", nargs="+", default=[b for b, _ in BASES])
+    parser.add_argument(
+        "--base-seeds",
+        type=int,
+        nargs="+",
+        default=[s for _, s in BASES],
+        help="train.seed of each base",
+    )
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument("--json", type=Path, required=True)
+    args = parser.parse_args()
+    pct = round(100 * args.budget)
+    overrides = [f"budget.macs={pct}%", *args.set]
+    search_sets = [
+        *overrides,
+        f"search.study=alloc-{pct}",
+        f"search.trials={args.trials}",
+        "search.sensitivity=true",
+        "search.objectives=[]",
+    ]
+    state: dict[str, Any] = json.loads(args.json.read_text()) if args.json.exists() else {}
+    state.setdefault("results", {})
+
+    def save() -> None:
+        write_atomic(args.json, json.dumps(state, indent=2) + "\n")
+
+    cfg = load_config(args.config, overrides)
+    folder = cfg.run_dir / f"allocation-{pct}"
+    folder.mkdir(parents=True, exist_ok=True)
+    if "policies" not in state:
+        policies, info = search(args.config, search_sets)
+        policies["uniform (prune)"] = uniform_prune(args.config, overrides, args.budget)
+        if args.fastnas:
+            policies["fastnas"] = Policy.load(args.fastnas)
+        state["search"] = info
+        state["policies"] = {k: p.to_dict() for k, p in policies.items()}
+        state["budget"] = args.budget
+        save()
+    policies = {k: Policy.from_dict(v) for k, v in state["policies"].items()}
+    profile = untrained_profile(cfg)
+    full = compute_costs(profile, Policy(profile.model)).macs
+    for label, p in policies.items():
+        ratio = compute_costs(profile, p).macs / full
+        if ratio > args.budget + 1e-9:
+            raise SystemExit(f"{label}: {ratio:.2%} of the MACs, above the budget")
+        p.save(folder / f"{label.replace(' ', '-').replace('(', '').replace(')', '')}.yaml")
+    files = {
+        label: folder / f"{label.replace(' ', '-').replace('(', '').replace(')', '')}.yaml"
+        for label in policies
+    }
+    runs = [
+        (b, s, seed)  # seed by seed, base by base: an interrupted run has both bases
+        for seed in args.seeds
+        for b, s in zip(args.bases, args.base_seeds, strict=True)
+    ]
+
+    def run_one(label: str, base: str, train_seed: int, seed: int) -> dict[str, Any]:
+        key = f"{label} | {base} | seed {seed}"
+        if key not in state["results"]:
+            print(f"\n== {key} ==", flush=True)
+            out = folder / "exports" / f"{files[label].stem}-b{train_seed}-s{seed}"
+            state["results"][key] = {
+                "policy": label,
+                "base": base,
+                "seed": seed,
+                **export(args.config, overrides, files[label], out, base, train_seed, seed),
+            }
+            save()
+        return state["results"][key]
+
+    # the uniform side: the better of the two on the selection split (first base, first seed)
+    if "uniform" not in state:
+        b, s, seed = runs[0]
+        scored = {u: run_one(u, b, s, seed) for u in ("uniform (space)", "uniform (prune)")}
+        state["uniform"] = max(
+            scored, key=lambda u: scored[u]["selection_accuracy"] or scored[u]["val_accuracy"]
+        )
+        save()
+    compared = ["searched", state["uniform"], "sensitivity"] + (
+        ["fastnas"] if "fastnas" in policies else []
+    )
+    for b, s, seed in runs:
+        for label in compared:
+            run_one(label, b, s, seed)
+    summary(state, compared, runs)
+    save()
+
+
+def summary(state: dict[str, Any], compared: list[str], runs: list[tuple[str, int, int]]) -> None:
+    print(
+        f"\n== MACs budget {state['budget']:.0%}: test accuracy after the same export fine-tune =="
+    )
+    if "search" in state:
+        s = state["search"]
+        print(
+            f"search: {s['trials']} trials in the study, {s['seconds']:.0f} s, "
+            f"trial {s['best_trial']} chosen"
+        )
+    table: dict[str, list[float]] = {}
+    for label in compared:
+        values = [
+            state["results"][f"{label} | {b} | seed {seed}"]["test_accuracy"] for b, _, seed in runs
+        ]
+        table[label] = values
+        macs = state["results"][f"{label} | {runs[0][0]} | seed {runs[0][2]}"]["macs_ratio"]
+        print(
+            f"{label:16s} MACs {macs:.3f}  "
+            + " ".join(f"{v:.2%}" for v in values)
+            + f"  mean {statistics.mean(values):.2%}"
+        )
+    ref = table["searched"]
+    for label in compared[1:]:
+        gains = [100 * (a - b) for a, b in zip(ref, table[label], strict=True)]
+        spread = statistics.stdev(gains) if len(gains) > 1 else 0.0
+        print(
+            f"searched − {label}: {statistics.mean(gains):+.2f} ± {spread:.2f} pt "
+            f"over {len(gains)} runs"
+        )
+        state.setdefault("gains", {})[label] = {"mean": statistics.mean(gains), "std": spread}
+
+
+if __name__ == "__main__":
+    main()
