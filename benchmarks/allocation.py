@@ -17,7 +17,7 @@
    - *uniform*: the better, on the selection split after the export fine-tune (first base,
      first seed), of two uniform policies at the budget — every knob of the config's space at
      the same position (the search's first uniform baseline), and the classic one, every
-     prunable layer but the classifier pruned by the same ratio;
+     layer the space prunes pruned by the same ratio;
    - *sensitivity*: the equal-loss allocation of the zero-cost sensitivity analysis;
    - *fastnas*: NVIDIA Model Optimizer's FastNAS widths as a prune policy (``--fastnas``).
 3. **Exports**: each policy compressed from each base in ``--bases`` (each with the
@@ -36,6 +36,7 @@ import json
 import statistics
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +52,7 @@ from autocompress.runs import load_run_config, untrained_profile
 from autocompress.search.loop import SENSITIVITY_BASELINE
 from autocompress.search.pareto import best_trial
 from autocompress.search.study import load_study, records
+from autocompress.spaces import build_space
 from autocompress.spaces.budget import smallest
 
 BASES = [
@@ -59,11 +61,14 @@ BASES = [
 ]
 
 
-def uniform_prune(cfg_path: str, overrides: list[str], budget: float) -> Policy:
-    """Every compressible layer but the classifier pruned by the smallest equal ratio that
-    meets ``budget`` (a fraction of the base's MACs)."""
-    profile = untrained_profile(load_config(cfg_path, overrides))
-    names = list(profile.layers)[:-1]
+def uniform_prune(cfg_path: str, overrides: Sequence[str], budget: float) -> Policy:
+    """Every prunable layer of the config's space (a coupled group through its one knob; the
+    classifier stays whole) pruned by the smallest equal ratio that meets ``budget`` (a
+    fraction of the base's MACs)."""
+    cfg = load_config(cfg_path, overrides)
+    profile = untrained_profile(cfg)
+    space = build_space(cfg.space, profile, cfg.compress.round_to)
+    names = [layer for k in space.knobs if k.knob == "prune" for layer in k.layers]
     full = compute_costs(profile, Policy(profile.model)).macs
 
     def policy(r: float) -> Policy:
@@ -78,7 +83,7 @@ def uniform_prune(cfg_path: str, overrides: list[str], budget: float) -> Policy:
     return policy(top * t)
 
 
-def search(cfg_path: str, overrides: list[str]) -> tuple[dict[str, Policy], dict[str, Any]]:
+def search(cfg_path: str, overrides: Sequence[str]) -> tuple[dict[str, Policy], dict[str, Any]]:
     """Run (or resume) the search; its best policy, the uniform and sensitivity baselines."""
     start = time.perf_counter()
     code = cli(["search", cfg_path, *[x for o in overrides for x in ("--set", o)]])
@@ -113,19 +118,15 @@ def search(cfg_path: str, overrides: list[str]) -> tuple[dict[str, Policy], dict
 
 def export(
     cfg_path: str,
-    overrides: list[str],
+    overrides: Sequence[str],
     policy_file: Path,
     out: Path,
-    base: str,
+    base: str | None,
     train_seed: int,
     seed: int,
 ) -> dict[str, Any]:
-    sets = [
-        *overrides,
-        f"model.checkpoint={base}",
-        f"train.seed={train_seed}",
-        f"finetune.seed={seed}",
-    ]
+    checkpoint = [f"model.checkpoint={base}"] if base is not None else []
+    sets = [*overrides, *checkpoint, f"train.seed={train_seed}", f"finetune.seed={seed}"]
     cfg = load_config(cfg_path, sets)
     start = time.perf_counter()
     report = apply(cfg, policy_file, out, force=True)
@@ -139,79 +140,75 @@ def export(
     }
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("config", nargs="?", default="experiments/vgg-small-fashion-mnist.yaml")
-    parser.add_argument("--budget", type=float, required=True, help="MACs ratio, e.g. 0.30")
-    parser.add_argument("--trials", type=int, default=20, help="fine-tuned trials of the search")
-    parser.add_argument("--fastnas", type=Path, help="FastNAS's policy (fastnas_policy.py)")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--bases", nargs="+", default=[b for b, _ in BASES])
-    parser.add_argument(
-        "--base-seeds",
-        type=int,
-        nargs="+",
-        default=[s for _, s in BASES],
-        help="train.seed of each base",
-    )
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
-    parser.add_argument("--json", type=Path, required=True)
-    args = parser.parse_args()
-    pct = round(100 * args.budget)
-    overrides = [f"budget.macs={pct}%", *args.set]
+def label_file(folder: Path, label: str) -> Path:
+    return folder / f"{label.replace(' ', '-').replace('(', '').replace(')', '')}.yaml"
+
+
+def compare(
+    config: str,
+    budget: float,
+    json_path: Path,
+    trials: int = 20,
+    fastnas: Path | None = None,
+    seeds: Sequence[int] = (0, 1, 2),
+    bases: Sequence[tuple[str | None, int]] = tuple(BASES),
+    overrides: Sequence[str] = (),
+) -> dict[str, Any]:
+    """Search, choose the four policies, export each on every base × seed; the JSON's state.
+
+    ``bases``: (checkpoint, the ``train.seed`` it was trained with); a None checkpoint is the
+    config's own base. Results already in ``json_path`` are kept, not redone."""
+    pct = round(100 * budget)
+    sets = [f"budget.macs={pct}%", *overrides]
     search_sets = [
-        *overrides,
+        *sets,
         f"search.study=alloc-{pct}",
-        f"search.trials={args.trials}",
+        f"search.trials={trials}",
         "search.sensitivity=true",
         "search.objectives=[]",
     ]
-    state: dict[str, Any] = json.loads(args.json.read_text()) if args.json.exists() else {}
+    state: dict[str, Any] = json.loads(json_path.read_text()) if json_path.exists() else {}
     state.setdefault("results", {})
 
     def save() -> None:
-        write_atomic(args.json, json.dumps(state, indent=2) + "\n")
+        write_atomic(json_path, json.dumps(state, indent=2) + "\n")
 
-    cfg = load_config(args.config, overrides)
+    cfg = load_config(config, sets)
     folder = cfg.run_dir / f"allocation-{pct}"
     folder.mkdir(parents=True, exist_ok=True)
     if "policies" not in state:
-        policies, info = search(args.config, search_sets)
-        policies["uniform (prune)"] = uniform_prune(args.config, overrides, args.budget)
-        if args.fastnas:
-            policies["fastnas"] = Policy.load(args.fastnas)
+        policies, info = search(config, search_sets)
+        policies["uniform (prune)"] = uniform_prune(config, sets, budget)
+        if fastnas:
+            policies["fastnas"] = Policy.load(fastnas)
         state["search"] = info
         state["policies"] = {k: p.to_dict() for k, p in policies.items()}
-        state["budget"] = args.budget
+        state["budget"] = budget
         save()
     policies = {k: Policy.from_dict(v) for k, v in state["policies"].items()}
     profile = untrained_profile(cfg)
     full = compute_costs(profile, Policy(profile.model)).macs
     for label, p in policies.items():
         ratio = compute_costs(profile, p).macs / full
-        if ratio > args.budget + 1e-9:
+        if ratio > budget + 1e-9:
             raise SystemExit(f"{label}: {ratio:.2%} of the MACs, above the budget")
-        p.save(folder / f"{label.replace(' ', '-').replace('(', '').replace(')', '')}.yaml")
-    files = {
-        label: folder / f"{label.replace(' ', '-').replace('(', '').replace(')', '')}.yaml"
-        for label in policies
-    }
+        p.save(label_file(folder, label))
     runs = [
         (b, s, seed)  # seed by seed, base by base: an interrupted run has both bases
-        for seed in args.seeds
-        for b, s in zip(args.bases, args.base_seeds, strict=True)
+        for seed in seeds
+        for b, s in bases
     ]
 
-    def run_one(label: str, base: str, train_seed: int, seed: int) -> dict[str, Any]:
+    def run_one(label: str, base: str | None, train_seed: int, seed: int) -> dict[str, Any]:
         key = f"{label} | {base} | seed {seed}"
         if key not in state["results"]:
             print(f"\n== {key} ==", flush=True)
-            out = folder / "exports" / f"{files[label].stem}-b{train_seed}-s{seed}"
+            out = folder / "exports" / f"{label_file(folder, label).stem}-b{train_seed}-s{seed}"
             state["results"][key] = {
                 "policy": label,
                 "base": base,
                 "seed": seed,
-                **export(args.config, overrides, files[label], out, base, train_seed, seed),
+                **export(config, sets, label_file(folder, label), out, base, train_seed, seed),
             }
             save()
         return state["results"][key]
@@ -232,9 +229,42 @@ def main() -> None:
             run_one(label, b, s, seed)
     summary(state, compared, runs)
     save()
+    return state
 
 
-def summary(state: dict[str, Any], compared: list[str], runs: list[tuple[str, int, int]]) -> None:
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("config", nargs="?", default="experiments/vgg-small-fashion-mnist.yaml")
+    parser.add_argument("--budget", type=float, required=True, help="MACs ratio, e.g. 0.30")
+    parser.add_argument("--trials", type=int, default=20, help="fine-tuned trials of the search")
+    parser.add_argument("--fastnas", type=Path, help="FastNAS's policy (fastnas_policy.py)")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--bases", nargs="+", default=[b for b, _ in BASES])
+    parser.add_argument(
+        "--base-seeds",
+        type=int,
+        nargs="+",
+        default=[s for _, s in BASES],
+        help="train.seed of each base",
+    )
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument("--json", type=Path, required=True)
+    args = parser.parse_args()
+    compare(
+        args.config,
+        args.budget,
+        args.json,
+        args.trials,
+        args.fastnas,
+        args.seeds,
+        list(zip(args.bases, args.base_seeds, strict=True)),
+        args.set,
+    )
+
+
+def summary(
+    state: dict[str, Any], compared: list[str], runs: list[tuple[str | None, int, int]]
+) -> None:
     print(
         f"\n== MACs budget {state['budget']:.0%}: test accuracy after the same export fine-tune =="
     )

@@ -1,0 +1,78 @@
+"""`benchmarks/allocation.py` on digits: the four policies RESULTS.md compares, and resuming."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from autocompress.config import load_config
+from autocompress.cost.metrics import compute_costs
+from autocompress.policy import Policy
+from autocompress.runs import untrained_profile
+from tests.search.test_search_cli import SEARCH
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_allocation_compares_four_policies_within_budget_and_resumes(
+    write_config, tmp_path, monkeypatch, capsys
+) -> None:
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    import allocation
+
+    config = str(
+        write_config({**SEARCH, "search": {"trials": 3, "uniform": 1, "fidelity": "multi"}})
+    )
+    # the peer's policy: any policy file within the budget stands in for FastNAS's here
+    peer = tmp_path / "peer.yaml"
+    allocation.uniform_prune(config, ["budget.macs=60%"], 0.5).save(peer)
+    out = tmp_path / "allocation.json"
+    state = allocation.compare(
+        config, 0.6, out, trials=3, fastnas=peer, seeds=(0, 1), bases=[(None, 0)]
+    )
+
+    assert set(state["policies"]) == {
+        "searched",
+        "uniform (space)",
+        "uniform (prune)",
+        "sensitivity",
+        "fastnas",
+    }
+    profile = untrained_profile(load_config(config))
+    full = compute_costs(profile, Policy(profile.model)).macs
+    for label, raw in state["policies"].items():
+        assert compute_costs(profile, Policy.from_dict(raw)).macs <= 0.6 * full + 1e-6, label
+    # the uniform side was chosen on the selection split, never on test
+    first = {
+        u: state["results"][f"{u} | None | seed 0"] for u in ("uniform (space)", "uniform (prune)")
+    }
+    assert state["uniform"] == max(first, key=lambda u: first[u]["selection_accuracy"])
+    compared = ["searched", state["uniform"], "sensitivity", "fastnas"]
+    for label in compared:
+        for seed in (0, 1):
+            result = state["results"][f"{label} | None | seed {seed}"]
+            assert result["seed"] == seed and result["macs_ratio"] <= 0.6 + 1e-6
+            folder = tmp_path / "runs" / "digits-test" / "allocation-60" / "exports"
+            stem = allocation.label_file(folder, label).stem
+            report = json.loads((folder / f"{stem}-b0-s{seed}" / "report.json").read_text())
+            assert report["accuracy"] == result["test_accuracy"]
+    assert len(state["results"]) == 2 * 4 + 1  # and the other uniform's first export
+    assert json.loads(out.read_text()) == state
+    assert set(state["gains"]) == set(compared[1:])
+    printed = capsys.readouterr().out
+    assert "searched − sensitivity:" in printed and "MACs budget 60%" in printed
+
+    # a rerun redoes nothing: every result is read back from the JSON
+    def refuse(*args, **kwargs):
+        raise AssertionError("exported again")
+
+    monkeypatch.setattr(allocation, "export", refuse)
+    monkeypatch.setattr(allocation, "search", refuse)
+    again = allocation.compare(
+        config, 0.6, out, trials=3, fastnas=peer, seeds=(0, 1), bases=[(None, 0)]
+    )
+    assert again["results"] == state["results"]
+    with pytest.raises(AssertionError, match="exported again"):  # a new seed is new work
+        allocation.compare(config, 0.6, out, trials=3, seeds=(0, 1, 2), bases=[(None, 0)])
