@@ -129,8 +129,10 @@ def export(
     sets = [*overrides, *checkpoint, f"train.seed={train_seed}", f"finetune.seed={seed}"]
     cfg = load_config(cfg_path, sets)
     start = time.perf_counter()
-    report = apply(cfg, policy_file, out, force=True)
+    # apply's default is a trial's fine-tune: every policy gets the export's
+    report = apply(cfg, policy_file, out, cfg.finetune.export_epochs, force=True)
     return {
+        "finetune": report["finetune"]["length"],
         "test_accuracy": report["accuracy"],
         "val_accuracy": report["val_accuracy"],
         "selection_accuracy": report.get("selection_accuracy"),

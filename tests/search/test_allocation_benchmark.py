@@ -58,6 +58,7 @@ def test_allocation_compares_four_policies_within_budget_and_resumes(
             stem = allocation.label_file(folder, label).stem
             report = json.loads((folder / f"{stem}-b0-s{seed}" / "report.json").read_text())
             assert report["accuracy"] == result["test_accuracy"]
+            assert report["finetune"]["length"] == result["finetune"] == "0.5 epochs"  # export's
     assert len(state["results"]) == 2 * 4 + 1  # and the other uniform's first export
     assert json.loads(out.read_text()) == state
     assert set(state["gains"]) == set(compared[1:])
