@@ -1,9 +1,11 @@
 """Searched allocation against uniform, sensitivity-derived and a peer's (FastNAS), on two bases.
 
     python benchmarks/allocation.py experiments/vgg-small-fashion-mnist.yaml --budget 0.30 \\
-        --fastnas runs/fastnas-30.yaml --json experiments/allocation-vgg-small-30.json
+        --fastnas experiments/fastnas/vgg-small-30.yaml \\
+        --json experiments/allocation-vgg-small-30.json
 
-(``runs/fastnas-30.yaml`` from ``benchmarks/fastnas_policy.py``, in its own virtualenv.)
+(the FastNAS policy from ``benchmarks/fastnas_policy.py``, run in a virtualenv of its own; those
+for 30% and 15% are committed.)
 
 1. **Search** on the config's base (its ``model.checkpoint``): the default multi-fidelity
    search with accuracy alone as the objective (one model at one budget), ``--trials``
