@@ -24,7 +24,8 @@ def test_every_experiment_file_parses(path: Path) -> None:
     raw = yaml.safe_load(path.read_text())
     if "layers" in raw:
         policy = Policy.load(path)
-        shape = (1, 28, 28) if policy.model.startswith("lenet") else (3, 32, 32)
+        grey = policy.model.startswith("lenet") or policy.model == "vgg_small"  # (Fashion-)MNIST
+        shape = (1, 28, 28) if grey else (3, 32, 32)
         check_policy(policy, profile_model(ZOO[policy.model](), shape, policy.model), KNOB_METHODS)
     else:
         assert load_config(path).name == path.stem
