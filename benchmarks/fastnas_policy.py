@@ -134,6 +134,7 @@ def main() -> None:
     # try after the first only re-runs its search for widths under the new limit
     checkpoint = Path(tempfile.mkdtemp(prefix="fastnas-")) / "search.pth"
     best: tuple[float, Policy] | None = None
+    full_macs = compute_costs(profile, Policy(profile.model)).macs
     for _ in range(args.tries):
         widths = fastnas_widths(
             copy.deepcopy(base),
@@ -146,9 +147,7 @@ def main() -> None:
         )
         widths[classifier] = original[classifier]
         policy = as_policy(widths, original, profile.model)
-        ratio = (
-            compute_costs(profile, policy).macs / compute_costs(profile, Policy(profile.model)).macs
-        )
+        ratio = compute_costs(profile, policy).macs / full_macs
         tries.append({"flops_limit_pct": limit, "macs_ratio": ratio, "widths": widths})
         print(f"FastNAS at {limit:.2f}% FLOPs: {ratio:.2%} of the MACs; widths {widths}")
         if ratio <= args.budget + 1e-9 and (best is None or ratio > best[0]):
