@@ -583,8 +583,9 @@ def cmd_search(cfg: Config, args: argparse.Namespace) -> int:
         s = cfg.search
         console.print(
             f"multi-fidelity: {s.screen * n} candidates screened without fine-tuning, the best "
-            f"{n} fine-tuned as trials, the best {s.finalists} of those fine-tuned "
-            f"{s.finalist_length:g}× longer and compared on the selection split",
+            f"{n} fine-tuned as trials, the best {s.finalists} of those"
+            + (" and the baselines" if s.finalist_baselines else "")
+            + f" fine-tuned {_finalists_length(cfg)} and compared on the selection split",
             soft_wrap=True,
         )
 
@@ -701,7 +702,7 @@ def _search_summary(cfg: Config, recs: list[Any]) -> None:
 
         chosen = best_trial(recs)
         table = _trials_table(
-            f"finalists · fine-tuned {cfg.search.finalist_length:g}× longer",
+            f"finalists · fine-tuned {_finalists_length(cfg)}",
             finalists,
             metrics,
             (
@@ -722,6 +723,13 @@ def _search_summary(cfg: Config, recs: list[Any]) -> None:
             f"best searched {s:.2%} vs best uniform baseline {u:.2%} "
             f"({(s - u) * 100:+.2f} pt, validation accuracy)"
         )
+
+
+def _finalists_length(cfg: Config) -> str:
+    length = cfg.search.finalist_length
+    if length == "export":
+        return f"as long as the export ({cfg.finetune.export_epochs:g} epochs)"
+    return f"{length:g}× longer"
 
 
 def _trials_table(

@@ -261,16 +261,24 @@ class SearchConfig:
     # multi: successive halving over fidelities. `screen` × `trials` candidates are scored
     # without fine-tuning (zero-cost: adaptive BatchNorm, output correction), the best `trials`
     # of them get the short fine-tune, and the best `finalists` of those a fine-tune
-    # `finalist_length` times longer, compared on the selection split (data.selection).
+    # `finalist_length` times longer (or, with `export`, as long as the export's fine-tune,
+    # finetune.export_epochs: the finalists are then ranked as they will be delivered),
+    # compared on the selection split (data.selection). With `finalist_baselines`, the
+    # baselines (the least compressing uniform policy of each kind and the sensitivity
+    # allocation) are always fine-tuned and always finalists, so the search never returns a
+    # policy that scores below them on the selection split.
     # short: every candidate gets the short fine-tune (the local backend only runs multi)
     fidelity: Literal["multi", "short"] = "multi"
     screen: int = _check(
         _between(1, 10_000), "an integer in [1, 10000] (zero-cost candidates per trial)", 8
     )
     finalists: int = _check(_between(0, 1000), "an integer in [0, 1000]", 3)
-    finalist_length: float = _check(
-        _between(1, 1000), "a number in [1, 1000] (times a trial's fine-tune)", 2.0
+    finalist_length: float | Literal["export"] = _check(
+        lambda x: x == "export" or 1 <= x <= 1000,
+        "a number in [1, 1000] (times a trial's fine-tune), or export",
+        2.0,
     )
+    finalist_baselines: bool = True
     project: bool = True  # move over-budget candidates toward more compression (AMC)
     uniform: int = _check(
         _between(0, 1000), "an integer in [0, 1000]", 3
@@ -515,7 +523,18 @@ def _coerce(tp: Any, value: Any, dotted: str) -> Any:
         if value is None and type(None) in args:
             return None
         inner = [a for a in args if a is not type(None)]
-        return _coerce(inner[0], value, dotted)
+        for option in inner[:-1]:  # a number or a word (finalist_length: 6 or export)
+            try:
+                return _coerce(option, value, dotted)
+            except ConfigError:
+                pass
+        try:
+            return _coerce(inner[-1], value, dotted)
+        except ConfigError:
+            if len(inner) == 1:
+                raise
+            described = " or ".join(_describe(a) for a in inner)
+            raise ConfigError(dotted, value, f"expected {described}") from None
     if value is None:
         raise ConfigError(dotted, value, f"expected {_describe(tp)}, not null")
     if origin is Literal:
@@ -589,7 +608,8 @@ def _describe(tp: Any) -> str:
     if dataclasses.is_dataclass(tp):
         return "a mapping of keys"
     if typing.get_origin(tp) is Literal:
-        return "one of " + ", ".join(map(str, typing.get_args(tp)))
+        words = list(map(str, typing.get_args(tp)))
+        return words[0] if len(words) == 1 else "one of " + ", ".join(words)
     return names.get(tp, "a mapping" if typing.get_origin(tp) is dict else "a value")
 
 

@@ -48,7 +48,7 @@ from autocompress.search.study import (
     worker_id,
 )
 from autocompress.signals import Terminated, sigterm_as_interrupt
-from autocompress.spaces import uniform_baselines
+from autocompress.spaces import method_baselines, uniform_baselines
 
 
 @contextmanager
@@ -114,6 +114,12 @@ def prepare_study(ctx: TrialContext, sampler_name: str) -> tuple[optuna.Study, l
             position = ctx.space.positions(params)
             t = sum(position.values()) / max(len(position), 1)
             study.enqueue_trial(params, user_attrs={"baseline": f"uniform {t:.3f}", **screened})
+        if cfg.search.uniform:  # and each method alone: uniform pruning, uniform rank, …
+            for kind, params in method_baselines(ctx.space, ctx.budget):
+                moved = [k.position(params[k.name]) for k in ctx.space.knobs if k.knob == kind]
+                t = sum(moved) / max(len(moved), 1)
+                label = f"uniform {kind} {t:.3f}"
+                study.enqueue_trial(params, user_attrs={"baseline": label, **screened})
         if cfg.search.sensitivity:
             allocation = sensitivity_allocation(ctx)
             if allocation is not None:

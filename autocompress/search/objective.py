@@ -255,7 +255,8 @@ def evaluate_params(
 ) -> TrialResult:
     """Score one candidate at ``fidelity``: ``zero-cost`` (no fine-tune: adaptive BatchNorm
     and output correction, scored on a validation subset), ``short`` (the trial fine-tune) or
-    ``long`` (``search.finalist_length`` times longer, also scored on the selection split).
+    ``long`` (``search.finalist_length`` times longer, or as long as the export's; also
+    scored on the selection split).
     Exceptions and non-finite losses become failed results."""
     timings: dict[str, float] = {}
     clock = time.perf_counter()
@@ -320,7 +321,7 @@ def _evaluate(
         )
     length = finetune_length(cfg)
     if fidelity == "long":  # a finalist: longer, and never stopped early
-        length = scaled(ctx.recipe, length, cfg.search.finalist_length)
+        length = finalist_length(ctx.recipe, cfg)
         report = None
     callback = None if report is None else (lambda step, steps, val: report(step, val))
     tuned, result, _ = tune(
@@ -353,6 +354,14 @@ def _evaluate(
         timings=timings,
         selection_accuracy=selection,
     )
+
+
+def finalist_length(recipe: Recipe, cfg: Config) -> Length:
+    """A finalist's fine-tune: ``search.finalist_length`` times a trial's, or the export's
+    (``finetune.export_epochs``) with ``finalist_length: export``."""
+    if cfg.search.finalist_length == "export":
+        return finetune_length(cfg, cfg.finetune.export_epochs)
+    return scaled(recipe, finetune_length(cfg), cfg.search.finalist_length)
 
 
 def scaled(recipe: Recipe, length: Length, factor: float) -> Length:

@@ -3,6 +3,7 @@
 from autocompress.spaces.budget import (
     Budget,
     check_reachable,
+    method_baselines,
     project,
     resolve_budget,
     uniform_baselines,
@@ -15,6 +16,7 @@ __all__ = [
     "SearchSpace",
     "build_space",
     "check_reachable",
+    "method_baselines",
     "project",
     "resolve_budget",
     "uniform_baselines",

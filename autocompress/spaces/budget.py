@@ -168,6 +168,30 @@ def uniform_baselines(space: SearchSpace, budget: Budget, count: int) -> list[di
     return out
 
 
+def method_baselines(space: SearchSpace, budget: Budget) -> list[tuple[str, dict[str, Any]]]:
+    """The classic one-method uniform policies: for each kind of knob (prune, rank, w_bits, …),
+    when the space holds more than one, that kind alone at the least compressing common
+    position that meets the analytic budget (uniform pruning, uniform rank, …), labelled with
+    the kind. A kind that cannot meet the budget alone gives none.
+
+    Uniform baselines move every knob together; users compare with these.
+    """
+    kinds = space.kinds()
+    if not budget.analytic or len(kinds) < 2:
+        return []
+    feasible = _feasible(space, budget)
+    out: list[tuple[str, dict[str, Any]]] = []
+    for kind in kinds:
+
+        def fits(t: float, kind: str = kind) -> bool:
+            return feasible(space.uniform(t, kind))
+
+        least = smallest(fits)
+        if least is not None:
+            out.append((kind, space.uniform(least, kind)))
+    return out
+
+
 def smallest(ok: Callable[[float], bool]) -> float | None:
     """Smallest s in [0, 1] with ok(s), assuming ok is monotone; None if ok(1) fails.
 

@@ -111,9 +111,14 @@ class SearchSpace:
     def positions(self, params: Mapping[str, Any]) -> dict[str, float]:
         return {k.name: k.position(params[k.name]) for k in self.knobs if k.name in params}
 
-    def uniform(self, position: float) -> dict[str, Any]:
-        """Params of the uniform policy: every knob at the same ``position``."""
-        return self.at({k.name: position for k in self.knobs})
+    def uniform(self, position: float, kind: str | None = None) -> dict[str, Any]:
+        """Params of the uniform policy: every knob (of ``kind`` alone, say ``prune``, the
+        others left at 0) at the same ``position``."""
+        return self.at({k.name: position for k in self.knobs if kind in (None, k.knob)})
+
+    def kinds(self) -> list[str]:
+        """The knob kinds the space holds (prune, rank, w_bits, …), in knob order."""
+        return list(dict.fromkeys(k.knob for k in self.knobs))
 
 
 def build_space(cfg: SpaceConfig, profile: Profile, round_to: int = 1) -> SearchSpace:

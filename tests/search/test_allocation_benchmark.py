@@ -54,7 +54,7 @@ def test_allocation_compares_four_policies_within_budget_and_resumes(
         for seed in (0, 1):
             result = state["results"][f"{label} | None | seed {seed}"]
             assert result["seed"] == seed and result["macs_ratio"] <= 0.6 + 1e-6
-            folder = tmp_path / "runs" / "digits-test" / "allocation-60" / "exports"
+            folder = tmp_path / "runs" / "digits-test" / "allocation" / "exports"  # the JSON stem
             stem = allocation.label_file(folder, label).stem
             report = json.loads((folder / f"{stem}-b0-s{seed}" / "report.json").read_text())
             assert report["accuracy"] == result["test_accuracy"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import re
 from pathlib import Path
 
 import optuna
@@ -72,7 +73,11 @@ def check_schedule(
     assert len(trials) == len(screened) + len(tuned) + len(final)
     assert sum(counts_toward_budget(t, fidelity="zero-cost") for t in screened) == screen * n
     assert sum(counts_toward_budget(t) for t in tuned) == n
-    assert len(final) == finalists if one_promotion else len(final) >= finalists
+    # the uniform baselines (one kind here) are promoted to the trials and the finals
+    # whatever their rank (search.finalist_baselines): at most one more finalist
+    assert finalists <= len(final) <= finalists + 1 if one_promotion else len(final) >= finalists
+    assert any("baseline" in t.user_attrs for t in tuned)
+    assert any("baseline" in t.user_attrs for t in final)
     assert all(
         "timings" in t.user_attrs and "zero-cost" in t.user_attrs["timings"]
         for t in screened
@@ -87,7 +92,7 @@ def check_schedule(
     # (the default), each front by score; by score alone for accuracy alone
     rank = front_ranks(feasible)
     key = {t.number: (rank[t.number], -score(t)) for t in feasible}
-    worst_promoted = max(key[p] for p in promoted)
+    worst_promoted = max(key[p] for p in promoted if "baseline" not in by_number[p].user_attrs)
     left_out = [t for t in feasible if t.number not in promoted]
     policies = {json.dumps(by_number[p].user_attrs["policy"], sort_keys=True) for p in promoted}
     assert not one_promotion or all(
@@ -214,11 +219,56 @@ def test_rl_runs_every_trial_fine_tuned_and_says_why(write_config, tmp_path, cap
     assert len(trials) == 3 and {t.user_attrs["fidelity"] for t in trials} == {"short"}
 
 
-@pytest.mark.parametrize("key, value", [("screen", 0), ("finalists", -1), ("finalist_length", 0.5)])
+@pytest.mark.parametrize(
+    "key, value",
+    [("screen", 0), ("finalists", -1), ("finalist_length", 0.5), ("finalist_length", "exports")],
+)
 def test_schedule_settings_are_checked(write_config, key, value, capsys) -> None:
     config = write_config({**MULTI, "search": {**MULTI["search"], key: value}})
     assert main(["search", str(config)]) != 0
-    assert f"search.{key}" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert f"search.{key}" in err
+    if key == "finalist_length":
+        assert "or export" in err
+
+
+def test_finalists_fine_tuned_as_long_as_the_export_with_every_kind_of_baseline(
+    write_config, tmp_path, capsys
+) -> None:
+    """finalist_length: export ranks the finalists after the fine-tune the export gives them;
+    in a space of two methods the uniform policy of each method alone is a baseline too, and
+    every kind of baseline reaches the finals."""
+    search = {**MULTI["search"], "finalist_length": "export", "trials": 5, "finalists": 1}
+    space = {"rules": [{"prune": [0.0, 0.8]}, {"rank": [0.2, 1.0]}]}
+    finetune = {**MULTI["finetune"], "export_epochs": 2}  # about 38 steps of 64 digits
+    config = write_config({**MULTI, "space": space, "search": search, "finetune": finetune})
+    run_dir = tmp_path / "runs" / "digits-test"
+    assert main(["search", str(config)]) == 0
+    out = capsys.readouterr().out
+    assert "and the baselines fine-tuned as long as the export (2 epochs)" in out
+    trials = trials_of(run_dir)
+    kinds = {
+        re.sub(r" [0-9.]+$", "", t.user_attrs["baseline"])
+        for t in trials
+        if "baseline" in t.user_attrs
+    }
+    assert kinds == {"uniform", "uniform prune", "uniform rank"}
+    final = rung(trials, "long")
+    assert {
+        re.sub(r" [0-9.]+$", "", t.user_attrs["baseline"])
+        for t in final
+        if "baseline" in t.user_attrs
+    } == kinds
+    tuned = {t.number: t for t in rung(trials, "short")}
+    assert len(tuned) == 5  # the three baselines count among the trials
+    export_steps = {t.user_attrs["history"][-1][0] for t in final}
+    trial_steps = {
+        t.user_attrs["history"][-1][0] for t in tuned.values() if t.user_attrs.get("history")
+    }
+    assert trial_steps == {12}
+    assert len(export_steps) == 1 and export_steps.pop() > 12
+    # the summary says how the finalists were fine-tuned
+    assert "finalists · fine-tuned as long as the export (2 epochs)" in out
 
 
 def test_the_selection_split_is_carved_from_the_held_out_images() -> None:
@@ -257,7 +307,9 @@ def test_api_search_is_multi_fidelity_with_training_batches(tmp_path) -> None:
     )
     fidelities = [t.fidelity for t in found.trials()]
     assert fidelities.count("zero-cost") == 6 and fidelities.count("short") == 3
-    assert fidelities.count("long") == 1
+    # the best trial, and the uniform baseline if it is not that one
+    assert 1 <= fidelities.count("long") <= 2
+    assert any(t.fidelity == "long" and t.baseline for t in found.trials())
     best = found.best()
     assert best.fidelity == "long" and best.selection_accuracy is not None
     # without training batches there is nothing to re-estimate statistics on: all fine-tuned

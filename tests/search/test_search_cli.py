@@ -130,7 +130,9 @@ def test_rerun_resumes_up_to_the_requested_trials(write_config, tmp_path) -> Non
 
 
 def test_a_second_study_in_the_run_leaves_the_first_one_in_place(write_config, tmp_path, capsys):
-    config = write_config({**SEARCH, "search": {"trials": 2, "uniform": 1}})
+    # one method: one baseline (two would leave the second queued in the one-trial study)
+    prune = {"rules": [{"prune": [0.0, 0.8]}]}
+    config = write_config({**SEARCH, "space": prune, "search": {"trials": 2, "uniform": 1}})
     run_dir = tmp_path / "runs" / "digits-test"
     assert main(["search", str(config)]) == 0
     assert main(["search", str(config), "--trials", "1", "--set", "search.study=other"]) == 0

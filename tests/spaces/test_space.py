@@ -15,7 +15,7 @@ from autocompress.cost.metrics import compute_costs
 from autocompress.errors import ConfigError
 from autocompress.policy import Policy
 from autocompress.spaces import SearchSpace, build_space, project, resolve_budget
-from autocompress.spaces.budget import uniform_baselines
+from autocompress.spaces.budget import method_baselines, uniform_baselines
 from tests.cost.test_cost_model import MODELS, model_and_profile
 
 EVERY_KNOB = [
@@ -137,6 +137,28 @@ def test_uniform_baselines_are_the_least_compression_within_budget() -> None:
     # no analytic budget: spread over the range
     spread = uniform_baselines(space, resolve_budget({}, base), 3)
     assert [next(iter(p.values())) for p in spread] == pytest.approx([0.225, 0.45, 0.675])
+
+
+def test_method_baselines_are_each_kind_alone_at_the_budget() -> None:
+    """Uniform pruning and uniform rank, each the least compression within budget; a kind
+    that cannot meet a MACs budget alone (bits) gives none; a one-kind space gives none."""
+    rules = [{"prune": [0.0, 0.9], "rank": [0.1, 1.0], "w_bits": [4, 8, 32]}]
+    space = space_for("lenet5", rules, skip_first=False)
+    profile = space.profile
+    base = compute_costs(profile, Policy("lenet5")).as_dict()
+    budget = resolve_budget({"macs": Limit(0.3, True)}, base)
+    found = dict(method_baselines(space, budget))
+    assert set(found) == {"prune", "rank"}
+    for kind, params in found.items():
+        moved = {k.name: params[k.name] for k in space.knobs if k.knob == kind}
+        still = {k.name: params[k.name] for k in space.knobs if k.knob != kind}
+        assert len(set(moved.values())) == 1  # one position for every layer of that kind
+        assert all(k.at(0.0) == still[k.name] for k in space.knobs if k.name in still)
+        assert compute_costs(profile, space.policy(params)).macs <= 0.3 * base["macs"]
+        position = next(k.position(params[k.name]) for k in space.knobs if k.knob == kind)
+        looser = space.uniform(position - 0.01, kind)
+        assert compute_costs(profile, space.policy(looser)).macs > 0.3 * base["macs"]
+    assert method_baselines(space_for("lenet5", [{"prune": [0.0, 0.9]}]), budget) == []
 
 
 @pytest.mark.parametrize(
