@@ -164,12 +164,13 @@ def compare(
     config's own base. Results already in ``json_path`` are kept, not redone."""
     pct = round(100 * budget)
     sets = [f"budget.macs={pct}%", *overrides]
-    search_sets = [
-        *sets,
+    search_sets = [  # --set overrides last: they may name another study, say
+        f"budget.macs={pct}%",
         f"search.study=alloc-{pct}",
         f"search.trials={trials}",
         "search.sensitivity=true",
         "search.objectives=[]",
+        *overrides,
     ]
     state: dict[str, Any] = json.loads(json_path.read_text()) if json_path.exists() else {}
     state.setdefault("results", {})
@@ -178,7 +179,7 @@ def compare(
         write_atomic(json_path, json.dumps(state, indent=2) + "\n")
 
     cfg = load_config(config, sets)
-    folder = cfg.run_dir / f"allocation-{pct}"
+    folder = cfg.run_dir / json_path.stem  # two runs side by side write apart
     folder.mkdir(parents=True, exist_ok=True)
     if "policies" not in state:
         policies, info = search(config, search_sets)
