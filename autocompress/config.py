@@ -523,18 +523,16 @@ def _coerce(tp: Any, value: Any, dotted: str) -> Any:
         if value is None and type(None) in args:
             return None
         inner = [a for a in args if a is not type(None)]
-        for option in inner[:-1]:  # a number or a word (finalist_length: 6 or export)
+        errors = []
+        for option in inner:  # the first that fits (finalist_length: 6 or export)
             try:
                 return _coerce(option, value, dotted)
-            except ConfigError:
-                pass
-        try:
-            return _coerce(inner[-1], value, dotted)
-        except ConfigError:
-            if len(inner) == 1:
-                raise
-            described = " or ".join(_describe(a) for a in inner)
-            raise ConfigError(dotted, value, f"expected {described}") from None
+            except ConfigError as exc:
+                errors.append(exc)
+        if len(inner) == 1:
+            raise errors[0]
+        described = " or ".join(_describe(a) for a in inner)
+        raise ConfigError(dotted, value, f"expected {described}")
     if value is None:
         raise ConfigError(dotted, value, f"expected {_describe(tp)}, not null")
     if origin is Literal:
