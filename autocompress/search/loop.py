@@ -113,19 +113,19 @@ def prepare_study(ctx: TrialContext, sampler_name: str) -> tuple[optuna.Study, l
         for params in uniform_baselines(ctx.space, ctx.budget, cfg.search.uniform):
             position = ctx.space.positions(params)
             t = sum(position.values()) / max(len(position), 1)
-            study.enqueue_trial(params, user_attrs={"baseline": f"uniform {t:.3f}", **screened})
+            label = {"baseline": f"uniform {t:.3f}", "baseline_kind": "uniform"}
+            study.enqueue_trial(params, user_attrs={**label, **screened})
         if cfg.search.uniform:  # and each method alone: uniform pruning, uniform rank, …
             for kind, params in method_baselines(ctx.space, ctx.budget):
                 moved = [k.position(params[k.name]) for k in ctx.space.knobs if k.knob == kind]
                 t = sum(moved) / max(len(moved), 1)
-                label = f"uniform {kind} {t:.3f}"
-                study.enqueue_trial(params, user_attrs={"baseline": label, **screened})
+                label = {"baseline": f"uniform {kind} {t:.3f}", "baseline_kind": f"uniform {kind}"}
+                study.enqueue_trial(params, user_attrs={**label, **screened})
         if cfg.search.sensitivity:
             allocation = sensitivity_allocation(ctx)
             if allocation is not None:
-                study.enqueue_trial(
-                    allocation, user_attrs={"baseline": SENSITIVITY_BASELINE, **screened}
-                )
+                label = {"baseline": SENSITIVITY_BASELINE, "baseline_kind": SENSITIVITY_BASELINE}
+                study.enqueue_trial(allocation, user_attrs={**label, **screened})
         study.set_user_attr("knobs", [k.name for k in ctx.space.knobs])  # last: "set up"
     else:
         check_compatible(study, cfg, [k.name for k in ctx.space.knobs])

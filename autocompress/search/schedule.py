@@ -104,13 +104,23 @@ def next_step(study: optuna.Study, cfg: Config) -> Next:
 
 def _baseline_heads(ranked: list[FrozenTrial]) -> list[FrozenTrial]:
     """The best-ranked trial of each kind of baseline (``uniform``, ``uniform prune``, the
-    sensitivity allocation, …: the label without its position), in ``ranked`` order."""
+    sensitivity allocation, …), in ``ranked`` order."""
     heads: dict[str, FrozenTrial] = {}
     for t in ranked:
-        label = t.user_attrs.get("baseline")
-        if isinstance(label, str):
-            heads.setdefault(re.sub(r" [0-9.]+$", "", label), t)
+        kind = baseline_kind(t.user_attrs)
+        if kind is not None:
+            heads.setdefault(kind, t)
     return list(heads.values())
+
+
+def baseline_kind(attrs: dict[str, object]) -> str | None:
+    """What kind of baseline a trial is (``uniform``, ``uniform prune``, …), None if it is not
+    one. Studies started before the kind was stored give it by their label less its position."""
+    kind = attrs.get("baseline_kind")
+    if isinstance(kind, str):
+        return kind
+    label = attrs.get("baseline")
+    return re.sub(r" [0-9.]+$", "", label) if isinstance(label, str) else None
 
 
 def _done(trials: Sequence[FrozenTrial]) -> list[FrozenTrial]:
@@ -163,12 +173,15 @@ def _distinct(trials: list[FrozenTrial], taken: set[str]) -> list[FrozenTrial]:
     return kept
 
 
+# what marks a promoted trial as the baseline it was promoted from
+BASELINE_ATTRS = ("baseline", "baseline_kind")
+
+
 def _queue(study: optuna.Study, trial: FrozenTrial, fidelity: Fidelity, link: str) -> None:
     """Queue ``trial``'s params at ``fidelity``, linked back to it (``link``: its number);
     a baseline stays labelled as one."""
     attrs: dict[str, object] = {"fidelity": fidelity, link: trial.number}
-    if "baseline" in trial.user_attrs:
-        attrs["baseline"] = trial.user_attrs["baseline"]
+    attrs.update({k: v for k, v in trial.user_attrs.items() if k in BASELINE_ATTRS})
     study.enqueue_trial(trial.params, user_attrs=attrs, skip_if_exists=False)
 
 

@@ -389,7 +389,7 @@ def heartbeat_interval(study: optuna.Study) -> int | None:
 
 
 # what a queued trial was queued as, kept when it is queued again
-QUEUED_AS = ("baseline", "rl_episode", "fidelity", "promoted_from", "finalist_of")
+QUEUED_AS = ("baseline", "baseline_kind", "rl_episode", "fidelity", "promoted_from", "finalist_of")
 
 
 def requeue(

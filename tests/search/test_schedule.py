@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import importlib
 import json
-import re
 from pathlib import Path
 
 import optuna
@@ -16,6 +15,7 @@ import autocompress
 from autocompress.cli import main
 from autocompress.config import DataConfig
 from autocompress.data import load_data
+from autocompress.search.schedule import baseline_kind
 from autocompress.search.study import counts_toward_budget
 from tests.tiny_models import tiny_resnet
 
@@ -247,18 +247,10 @@ def test_finalists_fine_tuned_as_long_as_the_export_with_every_kind_of_baseline(
     out = capsys.readouterr().out
     assert "and the baselines fine-tuned as long as the export (2 epochs)" in out
     trials = trials_of(run_dir)
-    kinds = {
-        re.sub(r" [0-9.]+$", "", t.user_attrs["baseline"])
-        for t in trials
-        if "baseline" in t.user_attrs
-    }
+    kinds = {t.user_attrs["baseline_kind"] for t in trials if "baseline" in t.user_attrs}
     assert kinds == {"uniform", "uniform prune", "uniform rank"}
-    final = rung(trials, "long")
-    assert {
-        re.sub(r" [0-9.]+$", "", t.user_attrs["baseline"])
-        for t in final
-        if "baseline" in t.user_attrs
-    } == kinds
+    final = rung(trials, "long")  # promoted baselines keep their kind
+    assert {t.user_attrs["baseline_kind"] for t in final if "baseline" in t.user_attrs} == kinds
     tuned = {t.number: t for t in rung(trials, "short")}
     assert len(tuned) == 5  # the three baselines count among the trials
     export_steps = {t.user_attrs["history"][-1][0] for t in final}
@@ -269,6 +261,13 @@ def test_finalists_fine_tuned_as_long_as_the_export_with_every_kind_of_baseline(
     assert len(export_steps) == 1 and export_steps.pop() > 12
     # the summary says how the finalists were fine-tuned
     assert "finalists · fine-tuned as long as the export (2 epochs)" in out
+
+
+def test_a_baseline_kind_is_stored_or_read_from_a_label_of_an_older_study() -> None:
+    assert baseline_kind({"baseline": "uniform 0.5", "baseline_kind": "uniform"}) == "uniform"
+    assert baseline_kind({"baseline": "uniform prune 0.521"}) == "uniform prune"
+    assert baseline_kind({"baseline": "sensitivity (equal loss)"}) == "sensitivity (equal loss)"
+    assert baseline_kind({"fidelity": "short"}) is None
 
 
 def test_the_selection_split_is_carved_from_the_held_out_images() -> None:
