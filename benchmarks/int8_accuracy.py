@@ -22,6 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import autocompress
 from autocompress.config import load_config
+from autocompress.cost.latency import onnx_session_options
 from autocompress.data import DATASETS
 
 
@@ -45,7 +46,7 @@ def main() -> None:
         ("ONNX Runtime, integer kernels", ort.GraphOptimizationLevel.ORT_ENABLE_ALL),
         ("ONNX Runtime, QDQ as written", ort.GraphOptimizationLevel.ORT_DISABLE_ALL),
     ):
-        options = ort.SessionOptions()
+        options = onnx_session_options()  # exact integer kernels on CPUs without VNNI too
         options.graph_optimization_level = level
         session = ort.InferenceSession(
             str(args.export / "model.onnx"), options, providers=["CPUExecutionProvider"]

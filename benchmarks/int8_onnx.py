@@ -35,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import autocompress as ac
 from autocompress.compress.layers import folded
-from autocompress.cost.latency import onnx_latency, onnx_latency_ratio
+from autocompress.cost.latency import onnx_latency, onnx_latency_ratio, onnx_session_options
 from autocompress.export import write_deployed_onnx, write_onnx
 from autocompress.models import ZOO
 
@@ -100,7 +100,7 @@ def row(
     # the lowest round: a shared machine slows whole sessions down by up to 1.7x for a
     # second or so, never speeds one up (export.deployed_latencies does the same)
     fl, q = min(times["float"]), min(times["int8"])
-    session = ort.InferenceSession(str(int_path), providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(str(int_path), onnx_session_options())
     with torch.no_grad():
         simulated = small(torch.from_numpy(x)).argmax(1).numpy()
     agree = float((session.run(None, feeds)[0].argmax(1) == simulated).mean())

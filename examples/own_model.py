@@ -87,7 +87,9 @@ RELOAD = """
 import sys, json, numpy as np, onnxruntime as ort, torch
 from sklearn.datasets import load_digits
 x = torch.tensor(load_digits().images[-64:], dtype=torch.float32).div(16).unsqueeze(1)
-session = ort.InferenceSession(sys.argv[1] + "/model.onnx", providers=["CPUExecutionProvider"])
+options = ort.SessionOptions()  # the report's onnx.session_config: exact integer kernels on AVX2
+options.add_session_config_entry("session.x64quantprecision", "1")
+session = ort.InferenceSession(sys.argv[1] + "/model.onnx", options)
 logits = session.run(None, {"images": x.numpy()})[0]
 print(json.dumps({"classes": logits.argmax(1).tolist(), "logits": logits.tolist()}))
 """

@@ -15,6 +15,7 @@ from onnx import helper
 
 import autocompress
 from autocompress.cli import main
+from autocompress.cost.latency import onnx_session_options
 from autocompress.data import digits
 
 FACTORY = "tests.tiny_models:tiny_resnet"
@@ -30,9 +31,9 @@ MIXED = {  # 2-, 4- and 8-bit weights, 4- and 8-bit inputs, with pruning, sparsi
 
 
 def run(path, x: np.ndarray, optimise: bool) -> np.ndarray:
-    options = ort.SessionOptions()
-    if not optimise:  # every op as written: the QDQ arithmetic itself, no fused kernels
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    """``path`` run in ONNX Runtime as the report says to open it; without ``optimise`` every
+    op as written: the QDQ arithmetic itself, no fused kernels."""
+    options = onnx_session_options(optimise=optimise)
     session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     return np.asarray(session.run(None, {"images": x})[0])
 
@@ -99,6 +100,8 @@ def test_integer_weights_and_inputs_are_in_the_file(exports) -> None:
     assert layers["model.conv_b"]["inputs"].startswith("uint8, 4-bit levels")
     assert layers["model.head.first"]["weights"].startswith("4-bit packed (MatMulNBits")
     assert report["onnx_bytes"] == (folder / "model.onnx").stat().st_size
+    # how to open it so that it computes this (exact integer kernels on CPUs without VNNI)
+    assert report["onnx"]["session_config"] == {"session.x64quantprecision": "1"}
 
 
 def test_the_integer_file_stores_about_a_quarter_of_the_float_weights(exports, tmp_path) -> None:
@@ -134,7 +137,7 @@ def test_the_latency_command_measures_both_runtimes(exports, capsys) -> None:
 
 def optimised_ops(path, tmp_path) -> list[str]:
     """The ops ONNX Runtime runs for the file at ``path``, after its graph optimisations."""
-    options = ort.SessionOptions()
+    options = onnx_session_options()
     options.optimized_model_filepath = str(tmp_path / "optimized.onnx")
     ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     return [n.op_type for n in onnx.load(str(tmp_path / "optimized.onnx")).graph.node]
@@ -255,7 +258,7 @@ def test_low_bit_linear_layers_are_packed_and_compute_the_simulated_values(bits,
     x = torch.randn(64, 256)
     with torch.no_grad():
         simulated = small(x).numpy()
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(str(path), onnx_session_options())
     deployed = session.run(None, {session.get_inputs()[0].name: x.numpy()})[0]
     assert np.isclose(deployed, simulated, atol=1e-4).all(axis=1).mean() >= 0.95
     # against the same layers at 8 bits: one byte a weight

@@ -15,6 +15,7 @@ import pytest
 
 from autocompress.cli import main
 from autocompress.config import load_config
+from autocompress.cost.latency import onnx_session_options
 from autocompress.data import DATASETS
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -25,7 +26,7 @@ def onnx_accuracy(path: Path, config: Path) -> float:
     cfg = load_config(config, [f"data.root={ROOT / 'data'}"])
     assert cfg.data.name is not None
     _, _, x, y = DATASETS[cfg.data.name].load(cfg.data.root)  # raw [0, 1] images
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(str(path), onnx_session_options())
     correct = 0
     for i in range(0, len(x), 1000):
         logits = session.run(None, {"images": x[i : i + 1000].numpy()})[0]

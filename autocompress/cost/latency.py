@@ -126,14 +126,48 @@ def alternated_ratio(
     return statistics.median(mine) / statistics.median(theirs)
 
 
-def onnx_session(model: Path | bytes, threads: int = 1) -> Any:
-    """An ONNX Runtime CPU session of ``model`` (a file, or its bytes): ``threads`` intra-op
-    threads, one inter-op thread, all graph optimisations (the integer kernels)."""
+# ONNX Runtime's session settings an integer ``model.onnx`` needs to compute what its report
+# says. On x86 CPUs without VNNI (AVX2, AVX-512 without VNNI: AMD before Zen 4, Intel before
+# Cascade Lake) the uint8 × int8 kernels add pairs of products in 16 bits with saturation, and
+# 8-bit weights times activations near the top of their range overflow it (LeNet-5 at W8A8 on
+# an AVX2 EPYC: outputs off by a tenth of their range, 4% of predictions changed).
+# ``session.x64quantprecision`` makes ONNX Runtime use its exact uint8 × uint8 kernels there
+# instead; it changes nothing on CPUs with VNNI or AMX, or elsewhere.
+ORT_SESSION_CONFIG = {"session.x64quantprecision": "1"}
+
+
+def onnx_session_options(threads: int = 1, optimise: bool = True) -> Any:
+    """ONNX Runtime session options as autocompress runs a deployed ``model.onnx``:
+    ``threads`` intra-op threads, one inter-op thread, :data:`ORT_SESSION_CONFIG`, and all
+    graph optimisations (the fused integer kernels) unless ``optimise`` is False (every op as
+    written).
+
+    Example::
+
+        import onnxruntime as ort
+        from autocompress.cost.latency import onnx_session_options
+
+        session = ort.InferenceSession("export/model.onnx", onnx_session_options())
+    """
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
+    for key, value in ORT_SESSION_CONFIG.items():
+        options.add_session_config_entry(key, value)
+    if not optimise:
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    return options
+
+
+def onnx_session(model: Path | bytes, threads: int = 1) -> Any:
+    """An ONNX Runtime CPU session of ``model`` (a file, or its bytes) with
+    :func:`onnx_session_options`: ``threads`` intra-op threads, one inter-op thread, all graph
+    optimisations (the integer kernels)."""
+    import onnxruntime as ort
+
+    options = onnx_session_options(threads)
     source = model if isinstance(model, bytes) else str(model)
     return ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
 

@@ -13,6 +13,7 @@ import pytest
 import torch
 
 import autocompress as ac
+from autocompress.cost.latency import onnx_session_options
 from autocompress.cost.metrics import compute_costs
 from autocompress.cost.runtime_table import (
     FEATURES,
@@ -40,7 +41,7 @@ HALVES = (0.5, 1.0)  # a coarse grid: the test is about the mechanics, not the f
 )
 def test_a_layer_is_timed_in_the_form_it_deploys(tmp_path, shape, fused) -> None:
     model, feeds = layer_model(shape, "int8", 8, 16, batch=4)
-    options = ort.SessionOptions()
+    options = onnx_session_options()
     options.optimized_model_filepath = str(tmp_path / "optimized.onnx")
     session = ort.InferenceSession(model.SerializeToString(), options)
     (out,) = session.run(None, feeds)
@@ -52,7 +53,9 @@ def test_a_layer_is_timed_in_the_form_it_deploys(tmp_path, shape, fused) -> None
 def test_a_packed_low_bit_linear_layer_is_timed_in_its_runtime_op() -> None:
     model, feeds = layer_model(Shape("linear", size=(1,)), "nbits", 40, 16, batch=4)
     assert [n.op_type for n in model.graph.node] == ["MatMulNBits"]
-    (out,) = ort.InferenceSession(model.SerializeToString()).run(None, feeds)
+    (out,) = ort.InferenceSession(model.SerializeToString(), onnx_session_options()).run(
+        None, feeds
+    )
     assert out.dtype.name == "float32" and out.shape == (4, 16)
 
 
@@ -156,7 +159,7 @@ def test_the_forms_a_policy_runs_in_are_the_runtimes(tmp_path) -> None:
         )
         small = ac.compress(model, policy, example, calibration=[torch.randn(8, 3, 16, 16)])
         write_deployed_onnx(small.eval(), policy, tmp_path / "model.onnx", ac.Inputs((example,)))
-        options = ort.SessionOptions()
+        options = onnx_session_options()
         options.optimized_model_filepath = str(tmp_path / "optimized.onnx")
         ort.InferenceSession(str(tmp_path / "model.onnx"), options)
         ops = [n.op_type for n in onnx.load(str(tmp_path / "optimized.onnx")).graph.node]
