@@ -52,6 +52,7 @@ import torch
 from onnx import TensorProto, helper, numpy_helper
 from torch import nn
 
+from autocompress.cost.latency import ORT_SESSION_CONFIG
 from autocompress.cost.metrics import Costs, kept_rank
 from autocompress.cost.profile import Profile
 from autocompress.deploy import MS_DOMAIN, NBITS_MAX
@@ -94,12 +95,27 @@ class Shape:
         return json.dumps(dataclasses.astuple(self))
 
 
+def cpu_model() -> str:
+    """The CPU's model name (``/proc/cpuinfo`` on Linux: two hosts of one name may hold
+    different CPUs), else what :mod:`platform` knows."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def runtime_key(threads: int, batch: int) -> str:
-    """Which measurements a table holds: machine, runtime version, threads and batch."""
+    """Which measurements a table holds: machine, runtime version and session settings (they
+    choose the integer kernels), threads and batch."""
     import onnxruntime
 
-    machine = platform.processor() or platform.machine()
-    return f"{platform.node()}|{machine}|onnxruntime {onnxruntime.__version__}|t{threads}|b{batch}"
+    machine = cpu_model()
+    config = ",".join(f"{k}={v}" for k, v in sorted(ORT_SESSION_CONFIG.items()))
+    runtime = f"onnxruntime {onnxruntime.__version__} {config}"
+    return f"{platform.node()}|{machine}|{runtime}|t{threads}|b{batch}"
 
 
 @dataclass(frozen=True)
