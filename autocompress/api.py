@@ -355,10 +355,10 @@ class Search:
     def best(self, **max_ratios: float) -> TrialRecord:
         """The best-scoring trial within budget, and within ``max_ratios`` of the base if
         given (``best(macs=0.3, size_bytes=0.1)``): of a multi-fidelity search, the finalist
-        that scores best on the selection split."""
+        that scores best on held-out data (``search.finalist_score``)."""
         from autocompress.search.pareto import best_trial
 
-        return best_trial(self.trials(), dict(max_ratios))
+        return best_trial(self.trials(), dict(max_ratios), self.config.search.finalist_score)
 
     def policy(self, trial: int | TrialRecord) -> Policy:
         record = trial if isinstance(trial, TrialRecord) else self.trial(trial)

@@ -186,7 +186,10 @@ def _parser() -> argparse.ArgumentParser:
     pick = p.add_mutually_exclusive_group(required=True)
     pick.add_argument("--trial", type=int, help="the trial number to export")
     pick.add_argument(
-        "--best", action="store_true", help="the best validation accuracy within the limits"
+        "--best",
+        action="store_true",
+        help="the best trial within the limits (of a multi-fidelity search: its best finalist "
+        "on held-out data, search.finalist_score)",
     )
     for flag, metric in RATIO_FLAGS.items():
         p.add_argument(
@@ -197,7 +200,8 @@ def _parser() -> argparse.ArgumentParser:
         type=int,
         default=1,
         metavar="K",
-        help="with --best: export the K best trials, keep the best on the selection split",
+        help="with --best: export the K best trials, keep the best on held-out data "
+        "(search.finalist_score)",
     )
     p.add_argument("--finetune-epochs", type=float, help="default: finetune.export_epochs")
     p.add_argument(
@@ -576,6 +580,7 @@ def cmd_search(cfg: Config, args: argparse.Namespace) -> int:
         best = state["best"]
         return f"best feasible {best:.2%}" if best is not None else "best feasible –"
 
+    from autocompress.search.pareto import SCORE_WORDS
     from autocompress.search.schedule import rung_counts, uses_schedule
 
     multi = uses_schedule(cfg)
@@ -585,7 +590,8 @@ def cmd_search(cfg: Config, args: argparse.Namespace) -> int:
             f"multi-fidelity: {s.screen * n} candidates screened without fine-tuning, the best "
             f"{n} fine-tuned as trials, the best {s.finalists} of those"
             + (" and the baselines" if s.finalist_baselines else "")
-            + f" fine-tuned {_finalists_length(cfg)} and compared on the selection split",
+            + f" fine-tuned {_finalists_length(cfg)} and compared on "
+            + SCORE_WORDS[s.finalist_score],
             soft_wrap=True,
         )
 
@@ -698,9 +704,9 @@ def _search_summary(cfg: Config, recs: list[Any]) -> None:
     )
     finalists = [r for r in recs if r.finalist]
     if finalists:
-        from autocompress.search.pareto import best_trial
+        from autocompress.search.pareto import SCORE_WORDS, best_trial
 
-        chosen = best_trial(recs)
+        chosen = best_trial(recs, score=cfg.search.finalist_score)
         table = _trials_table(
             f"finalists · fine-tuned {_finalists_length(cfg)}",
             finalists,
@@ -713,7 +719,8 @@ def _search_summary(cfg: Config, recs: list[Any]) -> None:
             ),
         )
         console.print(table)
-        console.print(f"best (export --best): trial {chosen.number}, chosen on the selection split")
+        rule = SCORE_WORDS[cfg.search.finalist_score]
+        console.print(f"best (export --best): trial {chosen.number}, chosen on {rule}")
     uniform = [r for r in recs if r.scored and r.baseline and r.baseline.startswith("uniform")]
     searched = [r for r in recs if r.scored and not r.baseline]
     if uniform and searched:

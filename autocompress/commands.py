@@ -443,9 +443,9 @@ def select(cfg: Config, selection: Selection) -> list[TrialRecord]:
     selection.check()
     recs = records(load_study(cfg))
     if selection.best and selection.top > 1:
-        return best_trials(recs, dict(selection.limits), selection.top)
+        return best_trials(recs, dict(selection.limits), selection.top, cfg.search.finalist_score)
     if selection.best:
-        return [best_trial(recs, dict(selection.limits))]
+        return [best_trial(recs, dict(selection.limits), cfg.search.finalist_score)]
     assert selection.trial is not None
     return [trial_by_number(recs, selection.trial)]
 

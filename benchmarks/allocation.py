@@ -15,7 +15,7 @@ for 30% and 15% are committed.)
    at the test set:
 
    - *searched*: the search's best (``autocompress export --best``: its finalists compared on
-     the selection split);
+     held-out data, ``search.finalist_score``);
    - *uniform*: the better, on the selection split after the export fine-tune (first base,
      first seed), of two uniform policies at the budget — every knob of the config's space at
      the same position (the search's first uniform baseline), and the classic one, every
@@ -96,7 +96,7 @@ def search(cfg_path: str, overrides: Sequence[str]) -> tuple[dict[str, Policy], 
     cfg = load_run_config(cfg.run_dir, [], cfg.search.study)
     recs = records(load_study(cfg))
     limits = {m: b.value for m, b in cfg.budget.items()}
-    best = best_trial(recs, limits)
+    best = best_trial(recs, limits, cfg.search.finalist_score)
     uniform = min(
         (r for r in recs if (r.baseline or "").startswith("uniform")), key=lambda r: r.number
     )
@@ -109,6 +109,18 @@ def search(cfg_path: str, overrides: Sequence[str]) -> tuple[dict[str, Policy], 
         "uniform_trial": uniform.number,
         "uniform_baseline": uniform.baseline,
         "sensitivity_trial": sensitivity.number,
+        "finalist_score": cfg.search.finalist_score,
+        "finals": [  # the evidence of the choice, kept where the study may not be
+            {
+                "trial": r.number,
+                "baseline": r.baseline,
+                "macs_ratio": r.ratios.get("macs"),
+                "val_accuracy": r.val_accuracy,
+                "selection_accuracy": r.selection_accuracy,
+            }
+            for r in recs
+            if r.finalist
+        ],
     }
     policies = {
         "searched": Policy.from_dict(best.policy),

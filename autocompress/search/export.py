@@ -20,6 +20,7 @@ from autocompress.data import Splits
 from autocompress.export import build_candidate, onnx_accuracy, write_candidate, write_report
 from autocompress.files import check_output_dir, staged_output
 from autocompress.policy import Policy
+from autocompress.search.pareto import SCORE_WORDS, held_out_score
 from autocompress.search.study import TrialRecord
 from autocompress.train.base import BaseModel
 
@@ -109,8 +110,9 @@ def export_best_of(
     bits: int | None = None,
 ) -> dict[str, Any]:
     """Export each candidate (into ``out/candidates/trial-N``), keep the one with the best
-    selection-split accuracy after the longer fine-tune (validation accuracy without a
-    selection split), and copy it to ``out``.
+    held-out score after the longer fine-tune (``search.finalist_score``: the mean of its
+    validation and selection-split accuracy, or the selection split alone; validation
+    without a selection split), and copy it to ``out``.
 
     The search ranks trials after a short fine-tune; a longer one can reorder close trials.
     The search chose them on validation, so the selection split judges them more fairly; the
@@ -126,9 +128,12 @@ def export_best_of(
             reports.append(
                 _export_into(target, cfg, splits, base, profile, record, finetune_epochs, log, bits)
             )
-        on = "selection_accuracy" if reports[0].get("selection_accuracy") is not None else None
-        key = on or "val_accuracy"
-        best = max(range(len(reports)), key=lambda i: (reports[i][key], -i))
+        rule = cfg.search.finalist_score
+        scores = [
+            held_out_score(r["val_accuracy"], r.get("selection_accuracy"), rule) for r in reports
+        ]
+        split = reports[0].get("selection_accuracy") is not None
+        best = max(range(len(reports)), key=lambda i: (scores[i], -i))
         chosen = folder / "candidates" / f"trial-{candidates[best].number}"
         for name in OUTPUT_FILES:
             if (chosen / name).exists():  # model.pt2 only where torch.export traced the model
@@ -141,11 +146,12 @@ def export_best_of(
                     "search_val_accuracy": r["search_val_accuracy"],
                     "val_accuracy": r["val_accuracy"],
                     "selection_accuracy": r.get("selection_accuracy"),
+                    "score": score,
                 }
-                for r in reports
+                for r, score in zip(reports, scores, strict=True)
             ],
-            "chosen_by": ("selection-split" if on else "validation")
-            + " accuracy after the export fine-tune",
+            "chosen_by": (SCORE_WORDS[rule] if split else "validation accuracy")
+            + " after the export fine-tune",
         }
         write_report(folder, report)
     return report

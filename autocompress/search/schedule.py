@@ -10,10 +10,12 @@ With ``search.fidelity: multi`` (the default on the local backend) a search runs
    their zero-cost score, or by non-dominated rank when costs are objectives too) get the
    trial's short fine-tune: these are the study's trials, its Pareto front and progress;
 3. **finals** — the best ``search.finalists`` fine-tuned trials get a fine-tune
-   ``search.finalist_length`` times longer (``export``: as long as the export's) and are
-   compared on the *selection split*, held out apart from the validation split every earlier
-   rung was chosen on (choosing on the same images that ranked thousands of candidates
-   over-fits them). ``best`` picks among these.
+   ``search.finalist_length`` times longer (``export``: as long as the export's), scored on
+   validation and on the *selection split*, held out apart from the validation split every
+   earlier rung was chosen on (choosing on the same images that ranked thousands of
+   candidates over-fits them). ``best`` picks among these by ``search.finalist_score``:
+   the mean of both scores (default; the selection split alone is too small to resolve
+   the best allocations) or the selection split alone.
 
 With ``search.finalist_baselines`` (the default) the best baseline of each kind (the uniform
 policies moving every knob, each method's uniform policy, the sensitivity allocation) is

@@ -103,15 +103,20 @@ def test_search_pareto_export_end_to_end(write_config, tmp_path, capsys) -> None
     assert got.shape == (16, 10)
     np.testing.assert_allclose(got, expected, atol=1e-4)
 
-    # --top 2: both best trials get the long fine-tune; the better one on the selection split
-    # (held out apart from the validation the search chose them on) is kept
+    # --top 2: both best trials get the long fine-tune; the better one on held-out data (by
+    # default the mean of validation and of the selection split, which the search never saw)
+    # is kept
     top = tmp_path / "top"
     assert main(["export", str(run_dir), "--best", "--top", "2", "--out", str(top)]) == 0
     report = json.loads((top / "report.json").read_text())
     candidates = report["candidates"]
     assert len(candidates) == 2 and report["trial"] in {c["trial"] for c in candidates}
-    assert report["chosen_by"] == "selection-split accuracy after the export fine-tune"
-    assert report["selection_accuracy"] == max(c["selection_accuracy"] for c in candidates)
+    assert report["chosen_by"] == (
+        "the mean of validation and selection-split accuracy after the export fine-tune"
+    )
+    for c in candidates:
+        assert c["score"] == pytest.approx((c["val_accuracy"] + c["selection_accuracy"]) / 2)
+    assert report["trial"] == max(candidates, key=lambda c: c["score"])["trial"]
     chosen = top / "candidates" / f"trial-{report['trial']}"
     assert (top / "weights.bin").read_bytes() == (chosen / "weights.bin").read_bytes()
 
