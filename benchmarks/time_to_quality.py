@@ -7,7 +7,7 @@ trial fine-tuned (``search.fidelity=short``, ``--short-trials`` trials, the demo
 a multi-fidelity search (``search.fidelity=multi`` with ``--trials``, ``--screen``,
 ``--finalists``), each in a study of its own and timed from the command's start to its end;
 then each search's best trial (``export --best``: for the multi-fidelity search, the
-finalist best on the selection split) exported with the same fine-tune
+finalist best on held-out data) exported with the same fine-tune
 (``finetune.export_epochs``, same seed) and tested. Prints both test accuracies and wall
 times per seed, their means, and the ratio of the wall times.
 """
