@@ -759,6 +759,7 @@ def _trials_table(
 
 def cmd_pareto(cfg: Config, args: argparse.Namespace) -> int:
     from autocompress.commands import pareto
+    from autocompress.search.pareto import best_trial, held_out_score
 
     result = pareto(cfg)
     metrics, points = result.metrics, result.front
@@ -785,12 +786,30 @@ def cmd_pareto(cfg: Config, args: argparse.Namespace) -> int:
             for r in points
         ]
         fidelities = [r.fidelity for r in result.records]
+        rule = cfg.search.finalist_score
+        finalists = [r for r in result.records if r.finalist]
         payload = {
             "metrics": metrics,
             "front": rows,
             "trials": len(result.records),
             "fidelities": {f: fidelities.count(f) for f in dict.fromkeys(fidelities)},
             "latency": result.latency,
+            # a multi-fidelity search's finals, each with the score export --best ranks it by
+            "finalist_score": rule,
+            "finalists": [
+                {
+                    "trial": r.number,
+                    "promoted_from": r.promoted_from,
+                    "baseline": r.baseline,
+                    "val_accuracy": r.val_accuracy,
+                    "selection_accuracy": r.selection_accuracy,
+                    "score": held_out_score(r.val_accuracy, r.selection_accuracy, rule),
+                    "ratios": r.ratios,
+                    "policy": r.policy,
+                }
+                for r in finalists
+            ],
+            "best": best_trial(result.records, score=rule).number if finalists else None,
         }
         print(json.dumps(payload, indent=2))
         return 0

@@ -154,6 +154,14 @@ def test_multi_fidelity_search_runs_every_rung_and_exports_the_finalist_best_hel
     assert main(["export", str(run_dir), "--best", "--out", str(out_dir)]) == 0
     report = json.loads((out_dir / "report.json").read_text())
     assert report["trial"] == chosen.number
+    # pareto --json lists the finals with the score the choice was made on
+    assert shown["best"] == chosen.number and shown["finalist_score"] == "mean"
+    assert [f["trial"] for f in shown["finalists"]] == [t.number for t in final]
+    for f in shown["finalists"]:
+        assert f["score"] == pytest.approx((f["val_accuracy"] + f["selection_accuracy"]) / 2)
+        assert (
+            f["promoted_from"] == {t.number: t for t in final}[f["trial"]].user_attrs["finalist_of"]
+        )
 
     # a rerun finds every rung full: nothing more runs
     assert main(["search", str(config)]) == 0
