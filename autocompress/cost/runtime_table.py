@@ -95,16 +95,28 @@ class Shape:
         return json.dumps(dataclasses.astuple(self))
 
 
-def cpu_model() -> str:
-    """The CPU's model name (``/proc/cpuinfo`` on Linux: two hosts of one name may hold
-    different CPUs), else what :mod:`platform` knows."""
+# the instruction sets that choose ONNX Runtime's integer kernels (and PyTorch's float ones)
+KERNEL_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8")
+
+
+def cpu_model(cpuinfo: Path = Path("/proc/cpuinfo")) -> str:
+    """The CPU's model name and the instruction sets that choose the kernels
+    (``/proc/cpuinfo`` on Linux: two hosts of one name may hold different CPUs, and one
+    model name may cover CPUs with and without AVX-512), else what :mod:`platform` knows.
+
+    >>> cpu_model()  # doctest: +SKIP
+    'AMD EPYC [avx2 avx512f avx512_vnni]'
+    """
     try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
+        lines = cpuinfo.read_text().splitlines()
     except OSError:
-        pass
-    return platform.processor() or platform.machine()
+        return platform.processor() or platform.machine()
+    name = next((ln.split(":", 1)[1].strip() for ln in lines if ln.startswith("model name")), "")
+    flags = next(
+        (set(ln.split(":", 1)[1].split()) for ln in lines if ln.startswith("flags")), set()
+    )
+    isa = " ".join(f for f in KERNEL_FLAGS if f in flags)
+    return f"{name or platform.machine()} [{isa}]"
 
 
 def runtime_key(threads: int, batch: int) -> str:

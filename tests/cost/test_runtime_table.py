@@ -22,6 +22,7 @@ from autocompress.cost.runtime_table import (
     Shape,
     _grid,
     _interp2,
+    cpu_model,
     layer_graph,
     layer_model,
     layer_shapes,
@@ -65,6 +66,20 @@ def test_the_grid_interpolates_between_measured_points() -> None:
     f = lambda i, o: float(i * 100 + o)  # noqa: E731 - bilinear in both: exact between points
     assert _interp2([8, 16], [8, 16], 12, 10, f) == pytest.approx(12 * 100 + 10)
     assert _interp2([8, 16], [8, 16], 4, 16, f) == f(8, 16)  # below the grid: its first point
+
+
+def test_one_model_name_with_and_without_avx512_keys_two_tables(tmp_path) -> None:
+    # 2026-12-02 and 03: two hosts both named "AMD EPYC", one AVX2 only, one with AVX-512
+    # VNNI; their integer kernels differ, so their timings must not share a table
+    def cpuinfo(flags: str):
+        path = tmp_path / f"cpuinfo-{len(flags)}"
+        path.write_text(f"processor\t: 0\nmodel name\t: AMD EPYC\nflags\t\t: fpu {flags}\n")
+        return path
+
+    avx2 = cpu_model(cpuinfo("sse2 avx2 fma"))
+    avx512 = cpu_model(cpuinfo("sse2 avx2 avx512f avx512_vnni fma"))
+    assert avx2 == "AMD EPYC [avx2]" and avx512 == "AMD EPYC [avx2 avx512f avx512_vnni]"
+    assert cpu_model(tmp_path / "missing")  # no /proc/cpuinfo: what platform knows
 
 
 @pytest.fixture(scope="module")
