@@ -176,9 +176,11 @@ def search(
     The search is multi-fidelity (``search.fidelity``, see :mod:`autocompress.search.schedule`):
     ``8 × trials`` candidates are scored without fine-tuning (BatchNorm statistics and output
     statistics repaired on ``train_data`` batches), the best ``trials`` get the fine-tune, and
-    the best 3 of those a longer one, compared on ``select_data`` (batches apart from
-    ``val_data``; without it, on validation). Without ``train_data`` every trial is
-    fine-tuned (``settings={"search": {"fidelity": "short"}}`` asks for that anyway).
+    the best 3 of those a longer one, compared on the mean of their validation and
+    ``select_data`` scores (batches apart from ``val_data``; without it, on validation;
+    ``settings={"search": {"finalist_score": "selection"}}``: on ``select_data`` alone).
+    Without ``train_data`` every trial is fine-tuned (``settings={"search": {"fidelity":
+    "short"}}`` asks for that anyway).
     ``objectives``: the costs minimised next to accuracy; by default the budget's metrics
     (a Pareto front below the budget; a study made otherwise keeps its own), ``()`` for
     accuracy alone within the budget.
