@@ -32,10 +32,12 @@ form ONNX Runtime fuses into integer kernels (QLinearConv, QGemm, MatMulInteger)
   weights as float: the report gives each layer's stored form and the file's real size.
 
 The file computes the simulated model in ONNX Runtime opened with ``session_config`` of the
-report (:data:`autocompress.cost.latency.ORT_SESSION_CONFIG`): on x86 CPUs without VNNI the
-default uint8 × int8 kernels saturate. Weights stay int8 (ONNX Runtime's recommended form, its
-fastest kernels on VNNI, AMX and ARM) rather than uint8, which would be exact there by default
-but lose the symmetric-weight convolution kernels everywhere.
+report (:func:`autocompress.cost.latency.ort_session_config`): on x86 CPUs without VNNI the
+default uint8 × int8 kernels saturate, and ``session.x64quantprecision=1`` selects exact ones;
+with VNNI the defaults are exact and the option only slows the file down. Weights stay int8
+(ONNX Runtime's recommended form, its fastest kernels on VNNI, AMX and ARM) rather than uint8,
+which would be exact there by default but lose the symmetric-weight convolution kernels
+everywhere.
 """
 
 from __future__ import annotations
@@ -51,7 +53,7 @@ from torch import nn
 
 from autocompress.compress.layers import weight_layers
 from autocompress.compress.quantize import ActQuant
-from autocompress.cost.latency import ORT_SESSION_CONFIG
+from autocompress.cost.latency import SESSION_CONFIG_RULE, ort_session_config
 from autocompress.files import write_atomic
 from autocompress.policy import Policy
 
@@ -180,9 +182,14 @@ def integer_onnx(float_path: Path, path: Path, specs: list[QuantSpec]) -> dict[s
     _dequantize_apart(graph, float_inputs)
     onnx.checker.check_model(proto)
     write_atomic(path, proto.SerializeToString())
-    # what a deployment must set for the file to compute what the report says
-    # (:data:`autocompress.cost.latency.ORT_SESSION_CONFIG`)
-    return {"layers": layers, "bytes": path.stat().st_size, "session_config": ORT_SESSION_CONFIG}
+    # what this host's sessions set for the file to compute what the report says, and the
+    # rule for the machine it deploys to (:func:`autocompress.cost.latency.ort_session_config`)
+    return {
+        "layers": layers,
+        "bytes": path.stat().st_size,
+        "session_config": ort_session_config(),
+        "session_config_rule": SESSION_CONFIG_RULE,
+    }
 
 
 def _quantize_layer_outputs(graph: onnx.GraphProto) -> None:

@@ -87,9 +87,8 @@ RELOAD = """
 import sys, json, numpy as np, onnxruntime as ort, torch
 from sklearn.datasets import load_digits
 x = torch.tensor(load_digits().images[-64:], dtype=torch.float32).div(16).unsqueeze(1)
-options = ort.SessionOptions()  # the report's onnx.session_config: exact integer kernels on AVX2
-options.add_session_config_entry("session.x64quantprecision", "1")
-session = ort.InferenceSession(sys.argv[1] + "/model.onnx", options)
+from autocompress.cost.latency import onnx_session_options  # exact integer kernels on AVX2
+session = ort.InferenceSession(sys.argv[1] + "/model.onnx", onnx_session_options())
 logits = session.run(None, {"images": x.numpy()})[0]
 print(json.dumps({"classes": logits.argmax(1).tolist(), "logits": logits.tolist()}))
 """

@@ -126,19 +126,62 @@ def alternated_ratio(
     return statistics.median(mine) / statistics.median(theirs)
 
 
-# ONNX Runtime's session settings an integer ``model.onnx`` needs to compute what its report
-# says. On x86 CPUs without VNNI (AVX2, AVX-512 without VNNI: AMD before Zen 4, Intel before
-# Cascade Lake) the uint8 × int8 kernels add pairs of products in 16 bits with saturation, and
-# 8-bit weights times activations near the top of their range overflow it (LeNet-5 at W8A8 on
-# an AVX2 EPYC: outputs off by a tenth of their range, 4% of predictions changed).
-# ``session.x64quantprecision`` makes ONNX Runtime use its exact uint8 × uint8 kernels there
-# instead; it changes nothing on CPUs with VNNI or AMX, or elsewhere.
-ORT_SESSION_CONFIG = {"session.x64quantprecision": "1"}
+CPUINFO = Path("/proc/cpuinfo")
+X86 = ("x86_64", "amd64", "i386", "i686", "x86")
+# x86 instruction sets whose uint8 × int8 dot products add in 32 bits (VPDPBUSD): with either,
+# ONNX Runtime's default integer kernels are exact (AMX hosts have AVX-512 VNNI too)
+VNNI = frozenset({"avx512_vnni", "avx_vnni"})
+# ONNX Runtime's exact uint8 × uint8 kernels, for x86 CPUs without VNNI
+EXACT_INT8_CONFIG = {"session.x64quantprecision": "1"}
+SESSION_CONFIG_RULE = (
+    "on x86 CPUs without AVX-512 VNNI or AVX-VNNI, open model.onnx with "
+    "session.x64quantprecision=1 (the default kernels saturate there); elsewhere leave it "
+    "unset (the default kernels are exact, and the option makes integer layers about 2x slower)"
+)
+
+
+def cpu_flags(cpuinfo: Path = CPUINFO) -> frozenset[str] | None:
+    """The CPU's feature flags as ``/proc/cpuinfo`` lists them (Linux), or None where that
+    file cannot be read."""
+    try:
+        text = cpuinfo.read_text()
+    except OSError:
+        return None
+    line = next((ln for ln in text.splitlines() if ln.startswith("flags")), "flags:")
+    return frozenset(line.split(":", 1)[1].split())
+
+
+def ort_session_config(cpuinfo: Path = CPUINFO, machine: str | None = None) -> dict[str, str]:
+    """ONNX Runtime's session settings an integer ``model.onnx`` needs on this host to compute
+    what its report says, and no more.
+
+    On x86 CPUs without VNNI (AVX2, or AVX-512 without VNNI: AMD before Zen 4, Intel before
+    Cascade Lake) the default uint8 × int8 kernels add pairs of products in 16 bits with
+    saturation, and 8-bit weights times activations near the top of their range overflow it
+    (LeNet-5 at W8A8 on an AVX2 EPYC: outputs off by a tenth of their range, 4% of predictions
+    changed): there :data:`EXACT_INT8_CONFIG` selects the exact uint8 × uint8 kernels. With
+    VNNI the default kernels are exact already, and the option costs speed (ResNet-20 at W8A8
+    ran 2.2x slower with it on an AVX-512 VNNI EPYC); on other machines it does nothing. Where
+    the CPU's flags cannot be read on x86 (no ``/proc/cpuinfo``), exactness wins: the option.
+
+    >>> ort_session_config(machine="arm64")
+    {}
+    >>> ort_session_config(Path("/no/cpuinfo"), machine="x86_64")
+    {'session.x64quantprecision': '1'}
+    """
+    import platform
+
+    if (machine or platform.machine()).lower() not in X86:
+        return {}
+    flags = cpu_flags(cpuinfo)
+    if flags is not None and flags & VNNI:
+        return {}
+    return dict(EXACT_INT8_CONFIG)
 
 
 def onnx_session_options(threads: int = 1, optimise: bool = True) -> Any:
     """ONNX Runtime session options as autocompress runs a deployed ``model.onnx``:
-    ``threads`` intra-op threads, one inter-op thread, :data:`ORT_SESSION_CONFIG`, and all
+    ``threads`` intra-op threads, one inter-op thread, :func:`ort_session_config`, and all
     graph optimisations (the fused integer kernels) unless ``optimise`` is False (every op as
     written).
 
@@ -154,7 +197,7 @@ def onnx_session_options(threads: int = 1, optimise: bool = True) -> Any:
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
-    for key, value in ORT_SESSION_CONFIG.items():
+    for key, value in ort_session_config().items():
         options.add_session_config_entry(key, value)
     if not optimise:
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL

@@ -52,7 +52,7 @@ import torch
 from onnx import TensorProto, helper, numpy_helper
 from torch import nn
 
-from autocompress.cost.latency import ORT_SESSION_CONFIG
+from autocompress.cost.latency import CPUINFO, cpu_flags, ort_session_config
 from autocompress.cost.metrics import Costs, kept_rank
 from autocompress.cost.profile import Profile
 from autocompress.deploy import MS_DOMAIN, NBITS_MAX
@@ -99,7 +99,7 @@ class Shape:
 KERNEL_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8")
 
 
-def cpu_model(cpuinfo: Path = Path("/proc/cpuinfo")) -> str:
+def cpu_model(cpuinfo: Path = CPUINFO) -> str:
     """The CPU's model name and the instruction sets that choose the kernels
     (``/proc/cpuinfo`` on Linux: two hosts of one name may hold different CPUs, and one
     model name may cover CPUs with and without AVX-512), else what :mod:`platform` knows.
@@ -107,14 +107,11 @@ def cpu_model(cpuinfo: Path = Path("/proc/cpuinfo")) -> str:
     >>> cpu_model()  # doctest: +SKIP
     'AMD EPYC [avx2 avx512f avx512_vnni]'
     """
-    try:
-        lines = cpuinfo.read_text().splitlines()
-    except OSError:
+    flags = cpu_flags(cpuinfo)
+    if flags is None:
         return platform.processor() or platform.machine()
+    lines = cpuinfo.read_text().splitlines()
     name = next((ln.split(":", 1)[1].strip() for ln in lines if ln.startswith("model name")), "")
-    flags = next(
-        (set(ln.split(":", 1)[1].split()) for ln in lines if ln.startswith("flags")), set()
-    )
     isa = " ".join(f for f in KERNEL_FLAGS if f in flags)
     return f"{name or platform.machine()} [{isa}]"
 
@@ -125,7 +122,7 @@ def runtime_key(threads: int, batch: int) -> str:
     import onnxruntime
 
     machine = cpu_model()
-    config = ",".join(f"{k}={v}" for k, v in sorted(ORT_SESSION_CONFIG.items()))
+    config = ",".join(f"{k}={v}" for k, v in sorted(ort_session_config().items()))
     runtime = f"onnxruntime {onnxruntime.__version__} {config}"
     return f"{platform.node()}|{machine}|{runtime}|t{threads}|b{batch}"
 
