@@ -16,6 +16,7 @@ rounds with their range. The milliseconds are each file's lowest round, timed ap
 where ONNX Runtime's QLinearConv is slower than its float convolution on this CPU) stays float.
 
     python benchmarks/int8_onnx.py [--rounds 5] [--batch 64] [--threads 1] [--first-float]
+        [--models resnet20 vgg16_bn lenet5]
 """
 
 from __future__ import annotations
@@ -52,6 +53,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--first-float", action="store_true")
+    parser.add_argument("--models", nargs="+", choices=list(MODELS), default=list(MODELS))
     args = parser.parse_args()
     torch.manual_seed(0)
     work = Path(tempfile.mkdtemp(prefix="int8-onnx-"))
@@ -61,7 +63,8 @@ def main() -> None:
         "| argmax agreement |"
     )
     print("|---|---|---|---|---|---|---|---|---|")
-    for name, (build, shape) in MODELS.items():
+    for name in args.models:
+        build, shape = MODELS[name]
         for first_float in (False, True) if args.first_float else (False,):
             row(name, build, shape, first_float, work, args)
 
