@@ -209,8 +209,8 @@ def test_convolutions_before_max_pooling_run_as_integer_kernels(tmp_path) -> Non
 def test_max_pooling_after_a_float_layer_stays_float(tmp_path) -> None:
     """LeNet-5 with its first convolution float: the second one's quantizer follows the max
     pooling, and ONNX Runtime would move it in front of the pooling, which then runs on uint8
-    in NCHW layout (a slow generic kernel: the file at 0.85-0.93x its float file's latency
-    against 0.39x). The export holds the quantizer there with a ``Max`` at its lowest level,
+    in NCHW layout (a slow generic kernel: the file at 0.92x its float file's latency against
+    0.46x, RESULTS.md). The export holds the quantizer there with a ``Max`` at its lowest level,
     which changes no value (``w8a8_export`` checks the file against the simulation)."""
     from autocompress.models import ZOO
 

@@ -161,7 +161,7 @@ def ort_session_config(cpuinfo: Path = CPUINFO, machine: str | None = None) -> d
     (LeNet-5 at W8A8 on an AVX2 EPYC: outputs off by a tenth of their range, 4% of predictions
     changed): there :data:`EXACT_INT8_CONFIG` selects the exact uint8 × uint8 kernels. With
     VNNI the default kernels are exact already, and the option costs speed (ResNet-20 at W8A8
-    ran 2.2x slower with it on an AVX-512 VNNI EPYC); on other machines it does nothing. Where
+    ran 2.3x slower with it on an AVX-512 VNNI EPYC); on other machines it does nothing. Where
     the CPU's flags cannot be read on x86 (no ``/proc/cpuinfo``), exactness wins: the option.
 
     >>> ort_session_config(machine="arm64")
