@@ -263,7 +263,6 @@ def _hold_after_float_pooling(graph: onnx.GraphProto) -> None:
     output then runs on uint8 in NCHW layout, a slow generic kernel; the ``Max`` is not an op
     it moves across, so the pooling stays in float (its blocked-layout kernel)."""
     producer = {out: node for node in graph.node for out in node.output}
-    initial = {t.name: t for t in graph.initializer}
     inserted: dict[int, onnx.NodeProto] = {}  # the new Max, keyed by the quantizer it precedes
     for node in graph.node:
         if node.op_type != "QuantizeLinear" or len(node.input) < 3:
@@ -275,10 +274,12 @@ def _hold_after_float_pooling(graph: onnx.GraphProto) -> None:
         if not pooled or source is None or source.op_type == "DequantizeLinear":
             continue
         found = [_as_initializer(graph, producer, name) for name in node.input[1:3]]
-        if any(name is None for name in found):
+        if None in found:
             continue
-        initial.update({t.name: t for t in graph.initializer})
-        scale, zero = (numpy_helper.to_array(initial[name]) for name in found if name)
+        scale, zero = (
+            numpy_helper.to_array(next(t for t in graph.initializer if t.name == name))
+            for name in found
+        )
         if scale.size != 1 or zero.size != 1:
             continue
         low = np.iinfo(zero.dtype).min
