@@ -293,6 +293,8 @@ def start_search(
     """Check everything that can refuse the search, then train or load the base model, record
     the run's config and open (or resume) the study. Nothing is written if it refuses.
     ``log`` hears of slow preparations (the latency table's first build)."""
+    from optuna.trial import TrialState
+
     from autocompress.runs import untrained_profile, write_run_config
     from autocompress.search.loop import make_controller, prepare_study, quiet_optuna
     from autocompress.search.objective import check_budget_reachable, make_context
@@ -347,10 +349,11 @@ def start_search(
             "no selection split (data.selection=0, or a data.factory returning Splits "
             "without one): the finalists are compared on the validation split"
         )
-    if not uses_schedule(cfg) and cfg.search.trials <= cfg.search.uniform and search_run.done == 0:
+    queued = len(study.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
+    if not uses_schedule(cfg) and cfg.search.trials <= queued and search_run.done == 0:
         search_run.notes.append(
-            f"search.trials={cfg.search.trials} is not more than the {cfg.search.uniform} "
-            "uniform baselines queued first: no sampler trial will run (raise --trials)"
+            f"search.trials={cfg.search.trials} is not more than the {queued} "
+            "baselines queued first: no sampler trial will run (raise --trials)"
         )
     if cfg.search.backend == "ray":
         from autocompress.search.ray_runner import init_ray

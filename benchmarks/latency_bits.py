@@ -1,8 +1,8 @@
 """A latency-budget search with bits in the space against the same search without them.
 
     python benchmarks/latency_bits.py experiments/lenet5-fashion-mnist.yaml \
-        [--trials 20] [--seeds 0 1 2] [--budget 40%] [--predicted] [--prefix latency] \
-        [--set KEY=VALUE ...]
+        [--trials 20] [--seeds 0 1 2] [--budget 40%] [--predicted] [--baselines] \
+        [--prefix latency] [--set KEY=VALUE ...]
 
 (from the repository root: the config's data and runs folders are relative to it)
 
@@ -11,12 +11,15 @@ Both searches start from the config (its base model, data, fine-tune) with the b
 ``search.latency_runtime: onnxruntime`` (each candidate exported as its ``model.onnx``, integer
 where its bits are 8, and timed in ONNX Runtime, 1 thread, batch 64). One space is the config's
 (pruning and low rank); the other adds ``w_bits`` and ``a_bits`` in {8, 32} on every layer. No
-uniform baselines: every trial comes from TPE. For each seed, both studies run in the config's
-run directory (studies ``<prefix>-bits-s<seed>`` and ``<prefix>-nobits-s<seed>``, with
-``-predicted`` before the seed under ``--predicted``; a new prefix starts new studies, the same
-one resumes them); the script prints
-the hypervolume of each validation-accuracy / latency front (reference point: base validation
-accuracy − 10 points, and the budget's latency ratio), the best feasible validation accuracy, its
+baselines by default: every trial comes from TPE. With ``--baselines`` each search queues the
+ones a search queues by default (``search.uniform``, 3 unless the config says otherwise): the
+uniform policies, each method alone, and in the bits space the int8 hand policies (int8
+everywhere; int8 with the first layer float), each counted among the trials. For each seed,
+both studies run in the config's run directory (studies ``<prefix>-bits-s<seed>`` and
+``<prefix>-nobits-s<seed>``, with ``-predicted`` before the seed under ``--predicted``; a new
+prefix starts new studies, the same one resumes them); the script prints the hypervolume of
+each validation-accuracy / latency front (reference point: base validation accuracy − 10
+points, and the budget's latency ratio), the best feasible validation accuracy, its
 latency ratio, and the mean and spread over seeds.
 
 With ``--predicted`` the budget also limits ``latency_ms_predicted`` (the latency table's
@@ -52,10 +55,15 @@ def run(argv: list[str]) -> None:
 
 
 def variant(
-    raw: dict[str, Any], bits: bool, budget: str, folder: Path, predicted: bool = False
+    raw: dict[str, Any],
+    bits: bool,
+    budget: str,
+    folder: Path,
+    predicted: bool = False,
+    baselines: bool = False,
 ) -> Path:
     """The config with a latency budget measured in ONNX Runtime, with or without bits (and
-    with the latency table's prediction limited too)."""
+    with the latency table's prediction limited too; with the default baselines queued)."""
     cfg = copy.deepcopy(raw)
     cfg["budget"] = {"latency_ms": budget}
     if predicted:
@@ -66,9 +74,10 @@ def variant(
             "latency_runtime": "onnxruntime",
             "latency_batch": 64,
             "latency_threads": 1,
-            "uniform": 0,
         }
     )
+    if not baselines:
+        search["uniform"] = 0
     if bits:
         cfg["space"]["rules"] = [*cfg["space"]["rules"], BITS_RULE]
     path = folder / f"{'bits' if bits else 'nobits'}.yaml"
@@ -84,13 +93,14 @@ def main_(
     overrides: list[str],
     predicted: bool = False,
     prefix: str = "latency",
+    baselines: bool = False,
 ) -> dict[str, Any]:
     raw = yaml.safe_load(Path(config).read_text())
     folder = Path(tempfile.mkdtemp(prefix="latency-bits-"))
     rows: dict[str, list[dict[str, float]]] = {"bits": [], "nobits": []}
     for seed in seeds:
         for label in rows:
-            path = variant(raw, label == "bits", budget, folder, predicted)
+            path = variant(raw, label == "bits", budget, folder, predicted, baselines)
             study = f"{prefix}-{label}{'-predicted' if predicted else ''}-s{seed}"
             sets = [*overrides, f"search.study={study}", f"search.seed={seed}"]
             start = time.perf_counter()
@@ -124,9 +134,10 @@ def main_(
                 }
             )
     how = "measured, and predicted by the table" if predicted else "measured"
+    queued = "the default baselines among them" if baselines else "no baselines"
     print(
-        f"\n== latency budget {budget} (ONNX Runtime, {how}), {trials} trials each, "
-        f"seeds {seeds} =="
+        f"\n== latency budget {budget} (ONNX Runtime, {how}), {trials} trials each "
+        f"({queued}), seeds {seeds} =="
     )
     summary: dict[str, Any] = {"per_run": rows}
     for label, runs in rows.items():
@@ -155,7 +166,17 @@ if __name__ == "__main__":
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--budget", default="40%")
     parser.add_argument("--predicted", action="store_true", help="also limit the prediction")
+    parser.add_argument("--baselines", action="store_true", help="queue the default baselines")
     parser.add_argument("--prefix", default="latency", help="the studies' names start with it")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     args = parser.parse_args()
-    main_(args.config, args.trials, args.seeds, args.budget, args.set, args.predicted, args.prefix)
+    main_(
+        args.config,
+        args.trials,
+        args.seeds,
+        args.budget,
+        args.set,
+        args.predicted,
+        args.prefix,
+        args.baselines,
+    )

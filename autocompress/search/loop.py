@@ -48,7 +48,8 @@ from autocompress.search.study import (
     worker_id,
 )
 from autocompress.signals import Terminated, sigterm_as_interrupt
-from autocompress.spaces import method_baselines, uniform_baselines
+from autocompress.spaces import Knob, int8_baselines, method_baselines, uniform_baselines
+from autocompress.spaces.budget import BITS
 
 
 @contextmanager
@@ -110,17 +111,24 @@ def prepare_study(ctx: TrialContext, sampler_name: str) -> tuple[optuna.Study, l
             study.set_user_attr("latency", latency_setup(cfg))
         # a multi-fidelity search screens them like any candidate (search/schedule.py)
         screened = {"fidelity": "zero-cost"} if uses_schedule(cfg) else {}
-        for params in uniform_baselines(ctx.space, ctx.budget, cfg.search.uniform):
-            position = ctx.space.positions(params)
-            t = sum(position.values()) / max(len(position), 1)
-            label = {"baseline": f"uniform {t:.3f}", "baseline_kind": "uniform"}
+        space = ctx.space
+
+        def enqueue(params: dict[str, Any], kind: str, moved: list[Knob]) -> None:
+            """Queue a baseline labelled with its kind and the mean position of what it moved."""
+            t = sum(k.position(params[k.name]) for k in moved) / max(len(moved), 1)
+            label = {"baseline": f"{kind} {t:.3f}", "baseline_kind": kind}
             study.enqueue_trial(params, user_attrs={**label, **screened})
+
+        knobs = list(space.knobs)
+        for params in uniform_baselines(space, ctx.budget, cfg.search.uniform):
+            enqueue(params, "uniform", knobs)
         if cfg.search.uniform:  # and each method alone: uniform pruning, uniform rank, …
-            for kind, params in method_baselines(ctx.space, ctx.budget):
-                moved = [k.position(params[k.name]) for k in ctx.space.knobs if k.knob == kind]
-                t = sum(moved) / max(len(moved), 1)
-                label = {"baseline": f"uniform {kind} {t:.3f}", "baseline_kind": f"uniform {kind}"}
-                study.enqueue_trial(params, user_attrs={**label, **screened})
+            for kind, params in method_baselines(space, ctx.budget):
+                enqueue(params, f"uniform {kind}", [k for k in knobs if k.knob == kind])
+            # and the hand policies of integer deployment, structure moved to the budget
+            structure = [k for k in knobs if k.knob not in BITS]
+            for kind, params in int8_baselines(space, ctx.budget):
+                enqueue(params, f"uniform {kind}", structure)
         if cfg.search.sensitivity:
             allocation = sensitivity_allocation(ctx)
             if allocation is not None:

@@ -3,6 +3,7 @@
 from autocompress.spaces.budget import (
     Budget,
     check_reachable,
+    int8_baselines,
     method_baselines,
     project,
     resolve_budget,
@@ -16,6 +17,7 @@ __all__ = [
     "SearchSpace",
     "build_space",
     "check_reachable",
+    "int8_baselines",
     "method_baselines",
     "project",
     "resolve_budget",

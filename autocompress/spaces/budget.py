@@ -192,6 +192,68 @@ def method_baselines(space: SearchSpace, budget: Budget) -> list[tuple[str, dict
     return out
 
 
+INT8 = 8  # the integer width every int8 runtime (ONNX Runtime, TensorRT, TFLite) executes
+
+
+def int8_baselines(space: SearchSpace, budget: Budget) -> list[tuple[str, dict[str, Any]]]:
+    """The hand policies of integer deployment, for a space whose bit-width knobs offer 8 bits:
+    every bit-width knob at 8 (``int8``), and the same with the model's first layer left at its
+    least compressing bits (``int8, first layer float``), each with the other knobs (pruning,
+    rank, …) moved together to the least common position that meets the analytic budget.
+
+    Keeping the first layer in float is the usual hand choice: it is the layer quantization
+    hurts most, and on a CPU runtime a convolution with one to four input channels runs slower
+    as an integer kernel than as a float one (``benchmarks/latency_bits.py``). Neither policy
+    is a point of the uniform or one-method baselines (those move bits and structure together,
+    or one kind alone), and under a latency budget they are where bits pay: a search must
+    not have to find them by chance. A pattern gives none when no structure makes it meet the
+    budget, or when its bits lower no limited metric (a MACs budget does not see bits: the
+    policy would be uniform pruning again); the second is left out when the first layer has no
+    bit-width knob (``skip_first``).
+
+    >>> from autocompress.config import Limit, parse_config
+    >>> from autocompress.cost.metrics import compute_costs
+    >>> from autocompress.cost.profile import profile_model
+    >>> from autocompress.models import ZOO
+    >>> from autocompress.policy import Policy
+    >>> from autocompress.spaces import build_space
+    >>> cfg = parse_config({"name": "t", "model": {"name": "lenet5"}, "data": {"name": "digits"},
+    ...     "space": {"skip_first": False, "rules": [{"prune": [0.0, 0.9], "w_bits": [8, 32],
+    ...     "a_bits": [8, 32]}]}})
+    >>> profile = profile_model(ZOO["lenet5"](), (1, 28, 28), "lenet5")
+    >>> space = build_space(cfg.space, profile)
+    >>> base = compute_costs(profile, Policy("lenet5")).as_dict()
+    >>> budget = resolve_budget({"bitops": Limit(0.1, True)}, base)
+    >>> [(kind, params["conv1/w_bits"], params["conv2/w_bits"], params["conv1/prune"] > 0)
+    ...  for kind, params in int8_baselines(space, budget)]
+    [('int8', 8, 8, False), ('int8, first layer float', 32, 8, True)]
+    """
+    bits = [k for k in space.knobs if k.knob in BITS and INT8 in k.choices]
+    if not budget.analytic or not bits:
+        return []
+    first = next(iter(space.profile.layers))
+    patterns = {"int8": {k.name: k.position(INT8) for k in bits}}
+    kept = {k.name: 0.0 for k in bits if first in k.layers}
+    if kept:
+        patterns["int8, first layer float"] = {**patterns["int8"], **kept}
+    structure = [k.name for k in space.knobs if k.knob not in BITS]
+    feasible = _feasible(space, budget)
+    plain = budget.price(space, space.policy(space.at({})))
+    out: list[tuple[str, dict[str, Any]]] = []
+    for kind, fixed in patterns.items():
+        priced = budget.price(space, space.policy(space.at(fixed)))
+        if not any(priced[m] < plain[m] for m in budget.limits if m in plain):
+            continue  # the budget does not see these bits (MACs): uniform pruning is the same
+
+        def at(t: float, fixed: dict[str, float] = fixed) -> dict[str, Any]:
+            return space.at({**{name: t for name in structure}, **fixed})
+
+        least = smallest(lambda t: feasible(at(t)))
+        if least is not None:
+            out.append((kind, at(least)))
+    return out
+
+
 def smallest(ok: Callable[[float], bool]) -> float | None:
     """Smallest s in [0, 1] with ok(s), assuming ok is monotone; None if ok(1) fails.
 

@@ -203,6 +203,35 @@ def test_latency_in_onnx_runtime_credits_bits(write_config, tmp_path) -> None:
         assert t.user_attrs["costs"]["latency_ms"] > 0
 
 
+def test_a_space_with_8_bits_gets_the_int8_hand_policies_as_baselines(
+    write_config, tmp_path, capsys
+) -> None:
+    """Beside the uniform and one-method baselines, a space offering 8 bits queues int8
+    everywhere and int8 with the first layer float, structure moved to the budget."""
+    rule = {"prune": [0.0, 0.8], "w_bits": [8, 32], "a_bits": [8, 32]}
+    space = {"skip_first": False, "rules": [rule]}
+    config = write_config(
+        {**SEARCH, "space": space, "search": {"trials": 1}, "budget": {"bitops": "10%"}}
+    )
+    assert main(["search", str(config)]) == 0
+    note = "search.trials=1 is not more than the 6 baselines queued first"
+    assert note in capsys.readouterr().out  # 3 uniform, uniform prune and these two
+    assert main(["search", str(config), "--trials", "6"]) == 0  # resumed: run them all
+    trials = study_of(tmp_path / "runs" / "digits-test").get_trials()
+    queued = {t.user_attrs["baseline_kind"]: t for t in trials if "baseline" in t.user_attrs}
+    assert {"uniform int8", "uniform int8, first layer float"} <= set(queued)
+    first = next(k.split("/")[0] for k in trials[0].params if k.endswith("/w_bits"))
+    for kind in ("uniform int8", "uniform int8, first layer float"):
+        t = queued[kind]
+        bits = {k: v for k, v in t.params.items() if k.endswith("_bits")}
+        floated = {k for k, v in bits.items() if v == 32}
+        assert floated == (
+            {f"{first}/w_bits", f"{first}/a_bits"} if kind.endswith("float") else set()
+        )
+        assert set(bits.values()) - {32} == {8}
+        assert t.user_attrs["baseline"].startswith(f"{kind} ")  # and the structure's position
+
+
 @pytest.mark.slow  # 100 s idle: the table times every layer and 54 calibration policies
 def test_a_predicted_latency_budget_is_priced_before_any_build(
     write_config, tmp_path, capsys

@@ -15,7 +15,7 @@ from autocompress.cost.metrics import compute_costs
 from autocompress.errors import ConfigError
 from autocompress.policy import Policy
 from autocompress.spaces import SearchSpace, build_space, project, resolve_budget
-from autocompress.spaces.budget import method_baselines, uniform_baselines
+from autocompress.spaces.budget import int8_baselines, method_baselines, uniform_baselines
 from tests.cost.test_cost_model import MODELS, model_and_profile
 
 EVERY_KNOB = [
@@ -204,3 +204,45 @@ def test_a_predicted_latency_budget_is_projected_without_forcing_bits() -> None:
     tight = resolve_budget({PREDICTED: Limit(0.01, True)}, base, predict)
     with pytest.raises(AutocompressError, match="latency_ms_predicted"):
         check_reachable(space, tight, base)
+
+
+def test_int8_baselines_fix_the_bits_and_move_the_structure_to_the_budget() -> None:
+    """All bit-width knobs at 8, then the same with the first layer float, each with pruning
+    and rank at the least common position within budget; none without 8 among the choices or
+    under a budget bits do not lower, and no first-float variant when the first layer has no
+    knob (skip_first)."""
+    rules = [{"prune": [0.0, 0.9], "rank": [0.1, 1.0], "w_bits": [4, 8, 32], "a_bits": [8, 32]}]
+    space = space_for("lenet5", rules, skip_first=False)
+    profile = space.profile
+    base = compute_costs(profile, Policy("lenet5")).as_dict()
+    limit = 0.04
+    budget = resolve_budget({"bitops": Limit(limit, True)}, base)
+    found = dict(int8_baselines(space, budget))
+    assert list(found) == ["int8", "int8, first layer float"]
+    for kind, params in found.items():
+        policy = space.policy(params)
+        first_float = kind.endswith("first layer float")
+        for knob in space.knobs:
+            if knob.knob in ("w_bits", "a_bits"):
+                float_layer = first_float and "conv1" in knob.layers
+                assert params[knob.name] == (32 if float_layer else 8), (kind, knob.name)
+        structure = [k for k in space.knobs if k.knob in ("prune", "rank")]
+        positions = {round(k.position(params[k.name]), 6) for k in structure}
+        assert len(positions) == 1  # one common position
+        position = positions.pop()
+        assert compute_costs(profile, policy).bitops <= limit * base["bitops"]
+        # the least such position: a little less compression breaks the budget
+        looser = {**params, **{k.name: k.at(position - 0.01) for k in structure}}
+        assert compute_costs(profile, space.policy(looser)).bitops > limit * base["bitops"]
+    assert found["int8, first layer float"]["conv1/prune"] > found["int8"]["conv1/prune"]
+    # conv1 left float by skip_first holds about an eighth of the base's bit operations
+    looser_budget = resolve_budget({"bitops": Limit(0.2, True)}, base)
+    skipped = dict(int8_baselines(space_for("lenet5", rules), looser_budget))
+    assert list(skipped) == ["int8"]
+    assert (
+        int8_baselines(space_for("lenet5", [{"prune": [0.0, 0.9], "w_bits": [4, 32]}]), budget)
+        == []
+    )
+    assert int8_baselines(space, resolve_budget({}, base)) == []  # nothing to meet
+    macs = resolve_budget({"macs": Limit(0.3, True)}, base)
+    assert int8_baselines(space, macs) == []  # bits buy no MACs: uniform pruning again
