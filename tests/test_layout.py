@@ -116,10 +116,19 @@ def test_the_api_docstring_examples_run() -> None:
     import importlib
 
     import autocompress.api
+    import autocompress.cost.latency
     import autocompress.cost.metrics
     import autocompress.fidelity
+    import autocompress.spaces.budget
 
     residual = importlib.import_module("autocompress.compress.residual")  # `compress` is the API's
-    for module in (autocompress.api, autocompress.cost.metrics, autocompress.fidelity, residual):
+    for module in (
+        autocompress.api,
+        autocompress.cost.latency,
+        autocompress.cost.metrics,
+        autocompress.fidelity,
+        autocompress.spaces.budget,
+        residual,
+    ):
         result = doctest.testmod(module, optionflags=doctest.NORMALIZE_WHITESPACE)
         assert result.attempted and not result.failed, module.__name__
