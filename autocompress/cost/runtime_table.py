@@ -204,6 +204,25 @@ class LatencyTable:
         values = self.features(profile, policy, costs)
         return max(sum(c * v for c, v in zip(self.coef, values, strict=True)), 1e-6)
 
+    def predictor(
+        self, profile: Profile, cache: Path | None = None
+    ) -> Callable[[Policy, Costs], float]:
+        """:meth:`predict` for ``profile``, writing the entries it measures on the way back to
+        ``cache``. Low-rank factors are timed when a policy first asks for them (:meth:`fill`);
+        kept, every later search on this machine prices a policy as this one did, where each
+        would otherwise time them again and, on a shared machine, get another figure (the
+        same budget then gave the same policy other predictions, and its baselines other
+        positions, from one study to the next)."""
+
+        def predict(policy: Policy, costs: Costs) -> float:
+            before = self.measured
+            ms = self.predict(profile, policy, costs)
+            if cache is not None and self.measured > before:
+                self.save(cache)
+            return ms
+
+        return predict
+
     def forms(self, policy: Policy) -> dict[str, tuple[str, str]]:
         """The form each layer runs in under ``policy``: (first factor, second factor) of a
         low-rank layer, (form, form) otherwise. ``int8`` is an integer kernel; ``float`` a layer

@@ -135,7 +135,7 @@ def predictor(
             f"latency table: {table.measured} layer measurements and its calibration in "
             f"{time.perf_counter() - start:.0f} s"
         )
-    return lambda policy, costs: table.predict(profile, policy, costs)
+    return table.predictor(profile, path)  # what it times on the way is kept too
 
 
 def check_budget_reachable(cfg: Config, space: SearchSpace) -> None:

@@ -187,3 +187,23 @@ def test_the_forms_a_policy_runs_in_are_the_runtimes(tmp_path) -> None:
     assert any(p > 0 for p, _ in fused_counts)
     assert all(p == a for p, a in packed_counts), packed_counts
     assert [p > 0 for p, _ in packed_counts] == [False, True] * 2
+
+
+def test_entries_measured_while_predicting_are_kept_for_the_next_search(built, tmp_path) -> None:
+    """Low-rank factors are timed when a policy first asks for them; the search's predictor
+    writes them back, so the next table read from the cache prices every policy the same way
+    without timing anything."""
+    model, profile, cache, _ = built
+    copy = tmp_path / "table.json"
+    copy.write_text(cache.read_text())
+    first = latency_table(model, profile, batch=8, cache=copy, grid=HALVES)
+    assert first.coef and first.measured == 0  # calibrated before: read back
+    policies = calibration_policies(profile)
+    predict = first.predictor(profile, copy)
+    priced = [predict(p, compute_costs(profile, p)) for p in policies]
+    assert first.measured > 0  # factors the calibration policies never asked for
+    stored = json.loads(copy.read_text())["entries"]
+    assert len(stored) == len(first.entries)
+    again = latency_table(model, profile, batch=8, cache=copy, grid=HALVES)
+    repriced = [again.predictor(profile, copy)(p, compute_costs(profile, p)) for p in policies]
+    assert again.measured == 0 and repriced == priced
