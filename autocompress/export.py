@@ -383,6 +383,7 @@ def latency_table(
     cache: Path | None = None,
     grid: tuple[float, ...] | None = None,
     policies: list[Policy] | None = None,
+    round_to: int = 1,
 ) -> LatencyTable:
     """Build (or complete from ``cache``) the ONNX Runtime latency table of ``model``
     (:mod:`autocompress.cost.runtime_table`): every layer's grid in both forms, then the
@@ -391,7 +392,8 @@ def latency_table(
     ``grid``: the fractions of each layer's full channel counts measured (default
     :data:`~autocompress.cost.runtime_table.GRID`, eighths); ``policies``: the calibration
     policies (default :func:`calibration_policies`: 14 structured and 40 random mixed ones; at
-    least as many as the table's features are needed).
+    least as many as the table's features are needed); ``round_to``: the search's
+    ``compress.round_to`` (kept channels are multiples of it, and so are the grid's points).
     A table calibrated before with the default policies is read back from ``cache`` without
     measuring anything. ``benchmarks/latency_table.py`` measures its predictions against the
     runtime.
@@ -415,6 +417,7 @@ def latency_table(
     table = LatencyTable(runtime_key(threads, batch), threads, batch, shapes, graph)
     if grid is not None:
         table.grid = tuple(grid)
+    table.round_to = round_to
     if cache is not None:
         table.load_entries(cache)
         if table.coef and policies is None:
@@ -425,16 +428,16 @@ def latency_table(
     candidates = []
     for policy in calibration_policies(profile) if policies is None else policies:
         try:
-            check_policy(policy, profile, KNOB_METHODS)
+            check_policy(policy, profile, KNOB_METHODS, round_to)
         except AutocompressError:
             continue  # a rank that would not shrink some layer
-        built = apply_policy(model, policy, profile, CompressConfig())
+        built = apply_policy(model, policy, profile, CompressConfig(round_to=round_to))
         calibrate(built, [_random_like(profile.inputs) for _ in range(2)])
         candidates.append((built.eval(), policy))
     measured = deployed_latencies(candidates, profile.inputs, threads, batch)
     table.calibrate(
         [
-            (table.features(profile, policy, compute_costs(profile, policy)), ms)
+            (table.features(profile, policy, compute_costs(profile, policy, round_to)), ms)
             for (_, policy), ms in zip(candidates, measured, strict=True)
         ]
     )

@@ -129,7 +129,7 @@ def predictor(
     threads, batch = cfg.search.latency_threads, cfg.search.latency_batch
     log(f"latency table: {path} (ONNX Runtime, {threads} thread(s), batch {batch})")
     start = time.perf_counter()
-    table = latency_table(base, profile, threads, batch, path)
+    table = latency_table(base, profile, threads, batch, path, round_to=cfg.compress.round_to)
     if table.measured:
         log(
             f"latency table: {table.measured} layer measurements and its calibration in "

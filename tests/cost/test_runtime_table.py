@@ -68,6 +68,24 @@ def test_the_grid_interpolates_between_measured_points() -> None:
     assert _interp2([8, 16], [8, 16], 4, 16, f) == f(8, 16)  # below the grid: its first point
 
 
+def test_with_channels_rounded_the_grid_is_the_counts_a_search_can_give(tmp_path) -> None:
+    """compress.round_to 8: every grid point a multiple of 8 or the full count (never above
+    it), and the calibration kept apart from an unrounded table's."""
+    assert _grid(50, 8) == [8, 16, 24, 32, 40, 48, 50]
+    assert _grid(20, 8) == [8, 16, 20] and _grid(1, 8) == [1] and _grid(3, 16) == [3]
+    model = tiny_resnet(width=12).eval()
+    profile = ac.profile(model, (1, 8, 8), name="tiny_resnet")
+    shapes = layer_shapes(model, profile)
+    rounded = LatencyTable("k", 1, 4, shapes, grid=HALVES, round_to=8)
+    rounded.fill("float")
+    counts = {(int(k.split("|")[-2]), int(k.split("|")[-1])) for k in rounded.entries}
+    fulls = {s.full_in for s in shapes.values()} | {s.full_out for s in shapes.values()}
+    assert counts and all(c % 8 == 0 or c in fulls for pair in counts for c in pair)
+    assert {8, 12} <= {c for pair in counts for c in pair}  # 12 channels: 8, and all of them
+    plain = LatencyTable("k", 1, 4, shapes, grid=HALVES)
+    assert rounded.model_key() != plain.model_key()
+
+
 def test_one_model_name_with_and_without_avx512_keys_two_tables(tmp_path) -> None:
     # 2026-12-02 and 03: two hosts both named "AMD EPYC", one AVX2 only, one with AVX-512
     # VNNI; their integer kernels differ, so their timings must not share a table
