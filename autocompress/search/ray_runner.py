@@ -328,6 +328,8 @@ def run_ray_search(
         if state == TrialState.RUNNING:
             reason = f"interrupted: the Ray run stopped ({how})"
             give_back(study, trial, "interrupted", reason, retry=True)
-    if stopped and received.sigterm:
+    # a signal between two trials leaves none in flight: Tune ends all the same, short of them
+    short = trials_done(study) < n_trials
+    if (stopped or short) and received.sigterm:
         raise Terminated("terminated (SIGTERM)")
-    return not stopped
+    return not stopped and not short
