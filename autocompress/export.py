@@ -414,10 +414,11 @@ def latency_table(
         write_onnx(folded(model).eval(), path, profile.inputs)
         graph = layer_graph(onnx.load(str(path)), profile)
     shapes = layer_shapes(model, profile, graph)
-    table = LatencyTable(runtime_key(threads, batch), threads, batch, shapes, graph)
+    table = LatencyTable(
+        runtime_key(threads, batch), threads, batch, shapes, graph, round_to=round_to
+    )
     if grid is not None:
         table.grid = tuple(grid)
-    table.round_to = round_to
     if cache is not None:
         table.load_entries(cache)
         if table.coef and policies is None:

@@ -179,17 +179,30 @@ def method_baselines(space: SearchSpace, budget: Budget) -> list[tuple[str, dict
     kinds = space.kinds()
     if not budget.analytic or len(kinds) < 2:
         return []
-    feasible = _feasible(space, budget)
     out: list[tuple[str, dict[str, Any]]] = []
     for kind in kinds:
-
-        def fits(t: float, kind: str = kind) -> bool:
-            return feasible(space.uniform(t, kind))
-
-        least = smallest(fits)
-        if least is not None:
-            out.append((kind, space.uniform(least, kind)))
+        params = _least_moved(space, budget, [k.name for k in space.knobs if k.knob == kind])
+        if params is not None:
+            out.append((kind, params))
     return out
+
+
+def _least_moved(
+    space: SearchSpace,
+    budget: Budget,
+    moving: list[str],
+    fixed: Mapping[str, float] | None = None,
+) -> dict[str, Any] | None:
+    """Params with the ``moving`` knobs at the least common position that meets the analytic
+    budget and the others at their ``fixed`` positions (0 where not given); None if even the
+    far end does not meet it."""
+
+    def at(t: float) -> dict[str, Any]:
+        return space.at({**dict.fromkeys(moving, t), **(fixed or {})})
+
+    feasible = _feasible(space, budget)
+    least = smallest(lambda t: feasible(at(t)))
+    return None if least is None else at(least)
 
 
 INT8 = 8  # the integer width every int8 runtime (ONNX Runtime, TensorRT, TFLite) executes
@@ -237,20 +250,15 @@ def int8_baselines(space: SearchSpace, budget: Budget) -> list[tuple[str, dict[s
     if kept:
         patterns["int8, first layer float"] = {**patterns["int8"], **kept}
     structure = [k.name for k in space.knobs if k.knob not in BITS]
-    feasible = _feasible(space, budget)
     plain = budget.price(space, space.policy(space.at({})))
     out: list[tuple[str, dict[str, Any]]] = []
     for kind, fixed in patterns.items():
         priced = budget.price(space, space.policy(space.at(fixed)))
         if not any(priced[m] < plain[m] for m in budget.limits if m in plain):
             continue  # the budget does not see these bits (MACs): uniform pruning is the same
-
-        def at(t: float, fixed: dict[str, float] = fixed) -> dict[str, Any]:
-            return space.at({**{name: t for name in structure}, **fixed})
-
-        least = smallest(lambda t: feasible(at(t)))
-        if least is not None:
-            out.append((kind, at(least)))
+        params = _least_moved(space, budget, structure, fixed)
+        if params is not None:
+            out.append((kind, params))
     return out
 
 
