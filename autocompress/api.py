@@ -243,6 +243,7 @@ def search(
         cfg.finetune.temperature,
         device,
         select_data,
+        cfg.finetune.grad_clip,
     )
     searched = build_space(cfg.space, prof, cfg.compress.round_to)
     check_budget_reachable(cfg, searched)

@@ -147,6 +147,13 @@ class FinetuneConfig:
     lr: float = _check(_between(0, 1e6, low_open=True), "a number in (0, 1e6]", 0.01)
     distill_weight: float = _check(lambda x: 0 <= x <= 1, "a number in [0, 1]", 0.5)
     temperature: float = _check(_between(0, 1000, low_open=True), "a number in (0, 1000]", 4.0)
+    # the gradient norm of each step is capped at it (null: no cap): a heavily compressed
+    # candidate (say an 8 → 2 → 16 channel bottleneck) starts far from the teacher, its
+    # T²-scaled distillation term spikes, and momentum SGD diverged to a NaN loss within 20
+    # steps; capped, it fine-tunes. Gradients of candidates that recover alike stay below it.
+    grad_clip: float | None = _check(
+        _between(0, 1e6, low_open=True), "a number in (0, 1e6], or null for no cap", 10.0
+    )
     export_epochs: float = _check(
         _between(0, MAX_EPOCHS),
         f"a number of epochs in [0, {MAX_EPOCHS}] (the longer fine-tune of `export`)",

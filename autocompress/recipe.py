@@ -186,6 +186,7 @@ class UserRecipe:
     temperature: float = 4.0
     device: str = "cpu"
     select_data: Batches | None = None
+    grad_clip: float | None = FinetuneConfig.grad_clip  # finetune.grad_clip: norm cap per step
 
     def __post_init__(self) -> None:
         if self.evaluate is None and self.val_data is None:
@@ -260,6 +261,8 @@ class UserRecipe:
                         )
                     optimizer.zero_grad(set_to_none=True)
                     loss.backward()
+                    if self.grad_clip is not None:
+                        nn.utils.clip_grad_norm_(model.parameters(), self.grad_clip)
                     optimizer.step()
                     schedule.step()
                     step, seen = step + 1, seen + 1

@@ -107,7 +107,8 @@ def test_distill_bad_student_spec_exits_2(write_config, tmp_path, capsys) -> Non
 
 
 def test_a_diverging_fine_tune_exits_1_with_one_line(write_config, tmp_path, capsys) -> None:
-    config = write_config({"finetune": {"epochs": 1, "lr": 1.0e6}})
+    # uncapped: the default gradient cap keeps even this rate finite
+    config = write_config({"finetune": {"epochs": 1, "lr": 1.0e6, "grad_clip": None}})
     policy = tmp_path / "policy.yaml"
     policy.write_text("model: tests.tiny_models:tiny_resnet\nlayers:\n  conv_a: {prune: 0.5}\n")
     code = main(["apply", str(config), "--policy", str(policy), "--out", str(tmp_path / "o")])
@@ -134,3 +135,23 @@ def test_finetune_seed_changes_only_the_fine_tune(write_config, tmp_path) -> Non
     assert len(bases) == 1  # one cached base model for the three runs
     assert all(torch.equal(default[k], again[k]) for k in default)
     assert any(not torch.equal(default[k], other[k]) for k in default if k.endswith("weight"))
+
+
+def test_a_fine_tune_that_diverges_uncapped_finishes_under_the_default_gradient_cap(
+    write_config, tmp_path, capsys
+) -> None:
+    """A heavily factorized candidate starts far from its teacher: with momentum SGD at this
+    rate its loss turns NaN within a few steps unless each step's gradient norm is capped
+    (`finetune.grad_clip`, 10 by default; null turns the cap off)."""
+    policy = tmp_path / "policy.yaml"
+    layers = "".join(f"  {n}: {{rank: 0.2}}\n" for n in ("stem", "conv_a", "conv_b", "pw", "head"))
+    policy.write_text(f"model: tests.tiny_models:tiny_resnet\nlayers:\n{layers}")
+    config = write_config({"finetune": {"steps": 60, "lr": 1.0}})
+    out = tmp_path / "capped"
+    assert main(["apply", str(config), "--policy", str(policy), "--out", str(out)]) == 0
+    report = json.loads((out / "report.json").read_text())
+    assert 0.0 <= report["accuracy"] <= 1.0
+    uncapped = ["--set", "finetune.grad_clip=null", "--out", str(tmp_path / "uncapped")]
+    assert main(["apply", str(config), "--policy", str(policy), *uncapped]) == 1
+    assert "lower the learning rate" in capsys.readouterr().err
+    assert not (tmp_path / "uncapped").exists()

@@ -77,11 +77,13 @@ def finetune(
     """Fine-tune ``student`` in place for ``cfg.steps`` (or ``cfg.epochs``) SGD steps.
 
     Validation runs ``evaluations`` times, evenly spaced, and at the end; each score goes to
-    ``callback``. ``grad_clip`` caps the gradient norm of each step. A non-finite loss raises
+    ``callback``. ``grad_clip`` caps the gradient norm of each step (None: ``cfg.grad_clip``,
+    the config's cap). A non-finite loss raises
     FloatingPointError (the search marks the trial failed). Student and teacher run on
     ``device`` (default: the CPU) and are back on the CPU afterwards.
     """
     device = device or torch.device("cpu")
+    grad_clip = cfg.grad_clip if grad_clip is None else grad_clip
     with on_device(device, student, teacher):
         return _finetune(
             student,
