@@ -125,9 +125,11 @@ def prepare_study(ctx: TrialContext, sampler_name: str) -> tuple[optuna.Study, l
         if cfg.search.uniform:  # and each method alone: uniform pruning, uniform rank, …
             for kind, params in method_baselines(space, ctx.budget):
                 enqueue(params, f"uniform {kind}", [k for k in knobs if k.knob == kind])
-            # and the hand policies of integer deployment, structure moved to the budget
+            # and the hand policies of integer deployment, structure moved to the budget (and,
+            # where the search keeps a front, along it like the uniform ones)
             structure = [k for k in knobs if k.knob not in BITS]
-            for kind, params in int8_baselines(space, ctx.budget):
+            along = cfg.search.uniform if cfg.objectives else 1
+            for kind, params in int8_baselines(space, ctx.budget, along):
                 enqueue(params, f"uniform {kind}", structure)
         if cfg.search.sensitivity:
             allocation = sensitivity_allocation(ctx)

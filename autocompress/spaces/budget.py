@@ -159,13 +159,18 @@ def uniform_baselines(space: SearchSpace, budget: Budget, count: int) -> list[di
     least = smallest(lambda t: feasible(space.uniform(t)))
     if least is None:
         return []
-    positions = [least + (1 - least) * i / (2 * count) for i in range(count)]
     out: list[dict[str, Any]] = []
-    for t in positions:
+    for t in spread(least, count):
         params = space.uniform(t)
         if params not in out:
             out.append(params)
     return out
+
+
+def spread(least: float, count: int) -> list[float]:
+    """``count`` positions from ``least`` (the least compression within budget) to halfway
+    toward full compression: where the uniform baselines go along the front."""
+    return [least + (1 - least) * i / (2 * count) for i in range(count)]
 
 
 def method_baselines(space: SearchSpace, budget: Budget) -> list[tuple[str, dict[str, Any]]]:
@@ -181,9 +186,8 @@ def method_baselines(space: SearchSpace, budget: Budget) -> list[tuple[str, dict
         return []
     out: list[tuple[str, dict[str, Any]]] = []
     for kind in kinds:
-        params = _least_moved(space, budget, [k.name for k in space.knobs if k.knob == kind])
-        if params is not None:
-            out.append((kind, params))
+        moving = [k.name for k in space.knobs if k.knob == kind]
+        out += [(kind, params) for params in _least_moved(space, budget, moving)]
     return out
 
 
@@ -192,27 +196,39 @@ def _least_moved(
     budget: Budget,
     moving: list[str],
     fixed: Mapping[str, float] | None = None,
-) -> dict[str, Any] | None:
+    count: int = 1,
+) -> list[dict[str, Any]]:
     """Params with the ``moving`` knobs at the least common position that meets the analytic
-    budget and the others at their ``fixed`` positions (0 where not given); None if even the
-    far end does not meet it."""
+    budget (then ``count - 1`` more compressing ones, :func:`spread`) and the others at their
+    ``fixed`` positions (0 where not given); none if even the far end does not meet it."""
 
     def at(t: float) -> dict[str, Any]:
         return space.at({**dict.fromkeys(moving, t), **(fixed or {})})
 
     feasible = _feasible(space, budget)
     least = smallest(lambda t: feasible(at(t)))
-    return None if least is None else at(least)
+    if least is None:
+        return []
+    out: list[dict[str, Any]] = []
+    for t in spread(least, count):
+        if (params := at(t)) not in out:
+            out.append(params)
+    return out
 
 
 INT8 = 8  # the integer width every int8 runtime (ONNX Runtime, TensorRT, TFLite) executes
 
 
-def int8_baselines(space: SearchSpace, budget: Budget) -> list[tuple[str, dict[str, Any]]]:
+def int8_baselines(
+    space: SearchSpace, budget: Budget, count: int = 1
+) -> list[tuple[str, dict[str, Any]]]:
     """The hand policies of integer deployment, for a space whose bit-width knobs offer 8 bits:
     every bit-width knob at 8 (``int8``), and the same with the model's first layer left at its
     least compressing bits (``int8, first layer float``), each with the other knobs (pruning,
-    rank, …) moved together to the least common position that meets the analytic budget.
+    rank, …) moved together to the least common position that meets the analytic budget —
+    and, with ``count`` > 1, to ``count - 1`` more compressing positions too, spread as the
+    uniform baselines are (:func:`spread`): a search that keeps a Pareto front gets each form
+    along it, not only at the budget.
 
     Keeping the first layer in float is the usual hand choice: it is the layer quantization
     hurts most, and on a CPU runtime a convolution with one to four input channels runs slower
@@ -240,6 +256,8 @@ def int8_baselines(space: SearchSpace, budget: Budget) -> list[tuple[str, dict[s
     >>> [(kind, params["conv1/w_bits"], params["conv2/w_bits"], params["conv1/prune"] > 0)
     ...  for kind, params in int8_baselines(space, budget)]
     [('int8', 8, 8, False), ('int8, first layer float', 32, 8, True)]
+    >>> [kind for kind, _ in int8_baselines(space, budget, count=2)]
+    ['int8', 'int8', 'int8, first layer float', 'int8, first layer float']
     """
     bits = [k for k in space.knobs if k.knob in BITS and INT8 in k.choices]
     if not budget.analytic or not bits:
@@ -256,9 +274,7 @@ def int8_baselines(space: SearchSpace, budget: Budget) -> list[tuple[str, dict[s
         priced = budget.price(space, space.policy(space.at(fixed)))
         if not any(priced[m] < plain[m] for m in budget.limits if m in plain):
             continue  # the budget does not see these bits (MACs): uniform pruning is the same
-        params = _least_moved(space, budget, structure, fixed)
-        if params is not None:
-            out.append((kind, params))
+        out += [(kind, params) for params in _least_moved(space, budget, structure, fixed, count)]
     return out
 
 

@@ -207,12 +207,12 @@ def test_a_space_with_8_bits_gets_the_int8_hand_policies_as_baselines(
     write_config, tmp_path, capsys
 ) -> None:
     """Beside the uniform and one-method baselines, a space offering 8 bits queues int8
-    everywhere and int8 with the first layer float, structure moved to the budget."""
+    everywhere and int8 with the first layer float, structure moved to the budget (accuracy
+    alone: at the budget; see the next test for a search that keeps a front)."""
     rule = {"prune": [0.0, 0.8], "w_bits": [8, 32], "a_bits": [8, 32]}
     space = {"skip_first": False, "rules": [rule]}
-    config = write_config(
-        {**SEARCH, "space": space, "search": {"trials": 1}, "budget": {"bitops": "10%"}}
-    )
+    search = {"trials": 1, "objectives": []}
+    config = write_config({**SEARCH, "space": space, "search": search, "budget": {"bitops": "10%"}})
     assert main(["search", str(config)]) == 0
     note = "search.trials=1 is not more than the 6 baselines queued first"
     assert note in capsys.readouterr().out  # 3 uniform, uniform prune and these two
@@ -230,6 +230,27 @@ def test_a_space_with_8_bits_gets_the_int8_hand_policies_as_baselines(
         )
         assert set(bits.values()) - {32} == {8}
         assert t.user_attrs["baseline"].startswith(f"{kind} ")  # and the structure's position
+
+
+def test_a_search_that_keeps_a_front_gets_the_int8_policies_along_it(
+    write_config, tmp_path, capsys
+) -> None:
+    """Multi-objective (the default: the budget's metric is minimised too), each int8 form is
+    queued at the uniform baselines' count of positions, from the budget toward more
+    compression, as the uniform policies are."""
+    rule = {"prune": [0.0, 0.8], "w_bits": [8, 32], "a_bits": [8, 32]}
+    space = {"skip_first": False, "rules": [rule]}
+    search = {"trials": 1, "uniform": 3}
+    config = write_config({**SEARCH, "space": space, "search": search, "budget": {"bitops": "10%"}})
+    assert main(["search", str(config)]) == 0
+    note = "search.trials=1 is not more than the 10 baselines queued first"
+    assert note in capsys.readouterr().out  # 3 uniform, uniform prune, 3 of each int8 form
+    trials = study_of(tmp_path / "runs" / "digits-test").get_trials()
+    for kind in ("uniform int8", "uniform int8, first layer float"):
+        queued = [t for t in trials if t.user_attrs.get("baseline_kind") == kind]
+        # labelled with the structure's position: from the budget toward more compression
+        moved = [float(t.user_attrs["baseline"].rsplit(" ", 1)[1]) for t in queued]
+        assert len(moved) == 3 and moved == sorted(moved) and moved[0] < moved[-1]
 
 
 @pytest.mark.slow  # 100 s idle: the table times every layer and 54 calibration policies
