@@ -19,11 +19,12 @@ both studies run in the config's run directory (studies ``<prefix>-bits-s<seed>`
 ``<prefix>-nobits-s<seed>``, with ``-predicted`` before the seed under ``--predicted``; a new
 prefix starts new studies, the same one resumes them); the script prints the hypervolume of
 each validation-accuracy / latency front (reference point: base validation accuracy − 10
-points, and the budget's latency ratio), the best feasible validation accuracy, its
-latency ratio, and the mean and spread over seeds.
+points, and the budget's latency ratio), the same of the sampler's own trials alone (the
+queued baselines left out), the best feasible validation accuracy, its latency ratio and the
+front itself; then the mean and spread over seeds and the paired difference.
 
 Both searches keep a validation-accuracy / measured-latency front (``search.objectives:
-[latency_ms]``, whatever the config says; runs before 2026-12-03's last session used the
+[latency_ms]``, whatever the config says; runs before commit 365efd0 used the
 config's ``[]``, accuracy alone, which ``--set 'search.objectives=[]'`` reproduces).
 
 With ``--predicted`` the budget also limits ``latency_ms_predicted`` (the latency table's
@@ -103,7 +104,7 @@ def main_(
 ) -> dict[str, Any]:
     raw = yaml.safe_load(Path(config).read_text())
     folder = Path(tempfile.mkdtemp(prefix="latency-bits-"))
-    rows: dict[str, list[dict[str, float]]] = {"bits": [], "nobits": []}
+    rows: dict[str, list[dict[str, Any]]] = {"bits": [], "nobits": []}
     for seed in seeds:
         for label in rows:
             path = variant(raw, label == "bits", budget, folder, predicted, baselines)
@@ -128,10 +129,16 @@ def main_(
             limit = cfg.budget["latency_ms"].value
             feasible = [r for r in recs if r.scored]
             best = max(feasible, key=lambda r: r.val_accuracy or 0.0, default=None)
+            searched = [r for r in feasible if r.kind == "searched"]
+            hand = [r for r in feasible if r.kind != "searched"]
             rows[label].append(
                 {
                     "seed": seed,
                     "hypervolume": hypervolume(feasible, "latency_ms", base_val - 0.10, limit),
+                    # how much of it the sampler's own trials make, and the baselines'
+                    "hv_searched": hypervolume(searched, "latency_ms", base_val - 0.10, limit),
+                    "hv_baselines": hypervolume(hand, "latency_ms", base_val - 0.10, limit),
+                    "front": front(feasible),
                     "best_val": (best.val_accuracy or 0.0) if best else 0.0,
                     "best_latency_ratio": best.ratios["latency_ms"] if best else float("nan"),
                     "feasible": len(feasible),
@@ -153,16 +160,37 @@ def main_(
                 f"best val {r['best_val']:.2%} at {r['best_latency_ratio']:.3f}x latency  "
                 f"feasible {r['feasible']:.0f}/{r['trials']:.0f}  {r['seconds']:.0f}s"
             )
-        hv = [r["hypervolume"] for r in runs]
-        spread = statistics.stdev(hv) if len(hv) > 1 else 0.0
-        summary[label] = {"hv_mean": statistics.mean(hv), "hv_std": spread}
-        print(f"{label:6s} mean HV {statistics.mean(hv) * 1e3:.3f}e-3 ± {spread * 1e3:.3f}e-3")
+            points = " ".join(f"({x:.3f}, {a:.2%}, {k})" for x, a, k in r["front"])
+            print(f"       front (latency ratio, val, kind): {points}")
+        summary[label] = {}
+        for key, name in (("hypervolume", "HV"), ("hv_searched", "HV of the searched trials")):
+            hv = [r[key] for r in runs]
+            spread = statistics.stdev(hv) if len(hv) > 1 else 0.0
+            summary[label][key] = {"mean": statistics.mean(hv), "std": spread}
+            print(
+                f"{label:6s} mean {name} {statistics.mean(hv) * 1e3:.3f}e-3 ± {spread * 1e3:.3f}e-3"
+            )
     wins = sum(
         b["hypervolume"] > n["hypervolume"]
         for b, n in zip(rows["bits"], rows["nobits"], strict=True)
     )
-    print(f"bits ahead on {wins} of {len(seeds)} seeds")
+    diffs = [
+        b["hypervolume"] - n["hypervolume"]
+        for b, n in zip(rows["bits"], rows["nobits"], strict=True)
+    ]
+    spread = statistics.stdev(diffs) if len(diffs) > 1 else 0.0
+    print(f"bits ahead on {wins} of {len(seeds)} seeds", end="; ")
+    print(f"paired difference {statistics.mean(diffs) * 1e3:+.3f}e-3 ± {spread * 1e3:.3f}e-3")
     return summary
+
+
+def front(recs: list[Any]) -> list[tuple[float, float, str]]:
+    """The non-dominated trials, by latency ratio: (ratio, validation accuracy, kind)."""
+    out: list[tuple[float, float, str]] = []
+    for r in sorted(recs, key=lambda r: (r.ratios["latency_ms"], -(r.val_accuracy or 0.0))):
+        if not out or (r.val_accuracy or 0.0) > out[-1][1]:
+            out.append((r.ratios["latency_ms"], r.val_accuracy or 0.0, r.kind))
+    return out
 
 
 if __name__ == "__main__":
