@@ -55,7 +55,7 @@ from torch import nn
 from autocompress.cost.latency import CPUINFO, cpu_flags, ort_session_config
 from autocompress.cost.metrics import Costs, kept_rank
 from autocompress.cost.profile import Profile
-from autocompress.deploy import MS_DOMAIN, NBITS_MAX
+from autocompress.deploy import MS_DOMAIN, NBITS_MAX, PAD_CHANNELS, PAD_TO
 from autocompress.files import write_atomic
 from autocompress.policy import Policy
 
@@ -378,6 +378,8 @@ class LatencyTable:
 
     def entry(self, shape: Shape, form: str, cin: int, cout: int) -> float:
         key = f"{shape.key()}|{form}|{cin}|{cout}"
+        if _padded(shape, form, cin):  # measured as the export writes it (entries before: not)
+            key += f"|padded{PAD_TO}"
         if key not in self.entries:
             self.entries[key] = measure(shape, form, cin, cout, self.batch, self.threads)
             self.fresh[key] = (shape, form, cin, cout)
@@ -401,6 +403,7 @@ class LatencyTable:
                 dataclasses.asdict(self.graph) if self.graph is not None else None,
                 list(self.grid),
                 *([self.round_to] if self.round_to > 1 else []),  # same digests as before
+                *([f"padded{PAD_TO}"] if any(_thin(s) for s in self.layers.values()) else []),
             ],
             sort_keys=True,
             default=str,
@@ -621,6 +624,23 @@ def _int_weights(policy: Policy, name: str) -> bool:
     return c.w_bits <= 8 and c.clusters is None
 
 
+def _padded(shape: Shape, form: str, cin: int) -> bool:
+    """Whether the integer export pads this layer's quantized input (:mod:`autocompress.
+    deploy`: a convolution of :data:`PAD_CHANNELS` input channels behind 8-bit inputs)."""
+    return (
+        shape.kind == "conv"
+        and form in ("int8", "unfused")
+        and not shape.depthwise
+        and shape.groups == 1
+        and cin in PAD_CHANNELS
+    )
+
+
+def _thin(shapes: LayerShapes) -> bool:
+    """Whether a layer can read few enough channels to be padded (its calibration changes)."""
+    return shapes.main.kind == "conv" and shapes.main.groups == 1 and shapes.full_in in PAD_CHANNELS
+
+
 def _integer(policy: Policy, name: str) -> bool:
     """Whether a layer deploys as an integer kernel (the integer export's rule)."""
     c = policy.choice(name)
@@ -690,6 +710,9 @@ def layer_model(
         rows = batch * (shape.size[0] if shape.size else 1)
         x_shape, w_shape = [rows, cin], [cout, cin]
         attrs, op, axis = {"transB": 1}, "Gemm", 0
+    padded = _padded(shape, form, cin)
+    if padded:  # as the export writes it: zero weights on PAD_TO - cin added input channels
+        w_shape = [cout, PAD_TO, *shape.kernel]
     weight = rng.standard_normal(w_shape).astype(np.float32) * 0.1
     bias = numpy_helper.from_array(np.zeros(cout, np.float32), "b")
     nodes, inits = [], [bias]
@@ -733,9 +756,14 @@ def layer_model(
             numpy_helper.from_array(np.array(128, np.uint8), "z"),
         ]
         nodes.append(helper.make_node("DequantizeLinear", ["wq", "ws", "wz"], ["w"], axis=axis))
+        if padded:
+            widths = [0, 0, 0, 0, 0, PAD_TO - cin, 0, 0]
+            inits.append(numpy_helper.from_array(np.array(widths, np.int64), "pads"))
         if integer:
+            if padded:
+                nodes.append(helper.make_node("Pad", ["x", "pads", "z"], ["xp"]))
             nodes += [
-                helper.make_node("DequantizeLinear", ["x", "s", "z"], ["xf"]),
+                helper.make_node("DequantizeLinear", ["xp" if padded else "x", "s", "z"], ["xf"]),
                 helper.make_node(op, ["xf", "w", "b"], ["yf"], **attrs),
                 helper.make_node("QuantizeLinear", ["yf", "s", "z"], ["yq" if pool else "y"]),
             ]
@@ -745,9 +773,11 @@ def layer_model(
                 nodes.append(helper.make_node("QuantizeLinear", ["yp", "s", "z"], ["y"]))
             feeds = {"x": rng.integers(0, 255, x_shape, dtype=np.uint8)}
         else:
+            nodes.append(helper.make_node("QuantizeLinear", ["x", "s", "z"], ["xq"]))
+            if padded:
+                nodes.append(helper.make_node("Pad", ["xq", "pads", "z"], ["xp"]))
             nodes += [
-                helper.make_node("QuantizeLinear", ["x", "s", "z"], ["xq"]),
-                helper.make_node("DequantizeLinear", ["xq", "s", "z"], ["xf"]),
+                helper.make_node("DequantizeLinear", ["xp" if padded else "xq", "s", "z"], ["xf"]),
                 helper.make_node(op, ["xf", "w", "b"], ["yc"], **attrs),
             ]
             nodes += _then(pool, "yc", "y")
