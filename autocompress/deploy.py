@@ -33,6 +33,10 @@ form ONNX Runtime fuses into integer kernels (QLinearConv, QGemm, MatMulInteger)
   anyway). Without it ONNX Runtime moves the quantizer in front of the max pooling itself, which
   then runs on uint8 in NCHW layout, a slow generic kernel: LeNet-5 with its first convolution
   float and the rest W8A8 ran at 0.92x its float file, 0.46x with the ``Max``.
+- a convolution reading 2 or 3 channels (an RGB image) behind 8-bit inputs reads them padded
+  to 4 with the zero point (``Pad`` on the uint8 tensor), its int8 weights padded with zeros:
+  every output is the same, and ONNX Runtime's QLinearConv runs it faster (ResNet-20's first
+  layer in 0.59x the time). One channel is left as it is (1 → 13 ran slower padded).
 - weight sharing is stored as its dequantized values (a codebook op is not in ONNX), float16
   weights as float: the report gives each layer's stored form and the file's real size.
 
@@ -72,9 +76,9 @@ NBITS_MAX = 4
 MS_DOMAIN = "com.microsoft"
 NBITS_BLOCKS = (16, 32, 64, 128)  # the block sizes MatMulNBits takes (powers of two, ≥ 16)
 # integer convolutions reading this few channels are written padded to PAD_TO, with zero weights
-# on the added ones: ONNX Runtime's QLinearConv ran ResNet-20's 3 → 16 first convolution in
-# 0.60x the time padded to 4 (VGG-16-BN's 3 → 64 in 0.62-0.71x; 2 → 16 faster too), side by
-# side on an AVX-512 VNNI EPYC; 1 → 13 was slower padded, so one channel is left as it is
+# on the added ones: alone, ONNX Runtime's QLinearConv ran 3 → 16 (ResNet-20's first layer) in
+# 0.59x the time padded, 3 → 64 in 0.68x, 2 → 16 in 0.63x, and 1 → 13 in 1.25x, so one channel
+# is left as it is (`python benchmarks/pad_channels.py`, AVX-512 VNNI EPYC)
 PAD_CHANNELS, PAD_TO = (2, 3), 4
 
 

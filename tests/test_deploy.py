@@ -196,7 +196,7 @@ def test_residual_adds_between_integer_layers_run_as_integer_kernels(tmp_path) -
 
 def test_a_three_channel_integer_convolution_reads_its_input_padded_to_four(tmp_path) -> None:
     """ONNX Runtime's QLinearConv runs a 3-input-channel convolution faster with its input
-    padded to 4 channels (0.60x on ResNet-20's first layer, RESULTS.md): the file pads the
+    padded to 4 channels (0.59x on ResNet-20's first layer, RESULTS.md): the file pads the
     quantized images with the zero point and stores zero weights for the added channel, so
     ``w8a8_export`` finds it computing what the simulation does, still as integer kernels."""
     from autocompress.models.resnet_cifar import ResNetCifar
