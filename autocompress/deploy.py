@@ -165,6 +165,7 @@ def integer_onnx(float_path: Path, path: Path, specs: list[QuantSpec]) -> dict[s
             if padded is not None:
                 codes, pad_nodes = padded
                 added += pad_nodes
+                _forget_shapes(graph, {weight})
                 form["padded"] = f"inputs {stored.shape[1]} → {PAD_TO} channels, zero weights"
             graph.initializer.remove(inits[weight])
             graph.initializer.extend(
@@ -387,7 +388,7 @@ def _pad_thin_input(
     quantized, scale, zero = source.input[:3]
     missing = PAD_TO - codes.shape[1]
     padded = np.pad(codes, ((0, 0), (0, missing), (0, 0), (0, 0)))
-    name = node.input[0]
+    read, name = node.input[0], f"{node.input[1]}_input"  # per layer: two may read one tensor
     pads = numpy_helper.from_array(np.array([0, 0, 0, 0, 0, missing, 0, 0], np.int64))
     pads.name = f"{name}_pads"
     nodes = [
@@ -402,10 +403,18 @@ def _pad_thin_input(
             name=f"{name}_padded_dequantize",
         ),
     ]
-    if readers.get(name, 0) == 1:
+    if readers.get(read, 0) == 1:
         dropped.add(id(source))
     node.input[0] = f"{name}_padded"
     return padded, nodes
+
+
+def _forget_shapes(graph: onnx.GraphProto, tensors: set[str]) -> None:
+    """Drop the exporter's recorded shapes of ``tensors`` (weights whose shape padding changed:
+    ONNX Runtime would warn that they disagree and fall back to its own inference)."""
+    kept = [v for v in graph.value_info if v.name not in tensors]
+    del graph.value_info[:]
+    graph.value_info.extend(kept)
 
 
 def _integer_kernel(node: onnx.NodeProto, producer: dict[str, onnx.NodeProto]) -> bool:

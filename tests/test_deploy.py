@@ -219,6 +219,26 @@ def test_a_three_channel_integer_convolution_reads_its_input_padded_to_four(tmp_
     assert len(four) == 1
 
 
+class TwoStems(torch.nn.Module):
+    """Two convolutions reading the same RGB image: each gets its own padded input."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a = torch.nn.Conv2d(3, 8, 3, padding=1)
+        self.b = torch.nn.Conv2d(3, 8, 3, padding=1)
+        self.head = torch.nn.Linear(16 * 8 * 8, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = torch.cat([torch.relu(self.a(x)), torch.relu(self.b(x))], 1)
+        return self.head(torch.flatten(y, 1))
+
+
+def test_two_convolutions_reading_one_image_are_both_padded(tmp_path) -> None:
+    w8a8_export(TwoStems(), (3, 8, 8), tmp_path)  # checks the values
+    written = [n.op_type for n in onnx.load(str(tmp_path / "model.onnx")).graph.node]
+    assert written.count("Pad") == 2
+
+
 def test_convolutions_before_max_pooling_run_as_integer_kernels(tmp_path) -> None:
     """LeNet-5 pools its convolutions' outputs before the next layer quantizes them: the export
     writes that quantizer at the convolution's output too (the same values: max pooling
