@@ -13,9 +13,9 @@ from optuna.trial import FrozenTrial, TrialState
 
 import autocompress
 from autocompress.cli import main
-from autocompress.config import DataConfig
+from autocompress.config import DataConfig, load_config
 from autocompress.data import load_data
-from autocompress.search.schedule import baseline_kind
+from autocompress.search.schedule import QUEUED, baseline_kind, next_step
 from autocompress.search.study import counts_toward_budget
 from tests.tiny_models import tiny_resnet
 
@@ -271,6 +271,51 @@ def test_finalists_fine_tuned_as_long_as_the_export_with_every_kind_of_baseline(
     assert len(export_steps) == 1 and export_steps.pop() > 12
     # the summary says how the finalists were fine-tuned
     assert "finalists · fine-tuned as long as the export (2 epochs)" in out
+
+
+def test_the_baseline_promoted_is_the_least_compressing_of_its_kind_not_the_best_screened(
+    write_config,
+) -> None:
+    """Each kind of baseline reaches the trials and the finals through its policy at the
+    budget (queued first), even where the zero-cost score puts a more compressed position of
+    the same kind ahead of it (it does so by noise under heavy compression)."""
+    search = {**MULTI["search"], "trials": 3, "screen": 2, "finalists": 1, "objectives": []}
+    cfg = load_config(write_config({**MULTI, "search": search}))
+    study = optuna.create_study(direction="maximize")
+    prune = {"prune": optuna.distributions.FloatDistribution(0.0, 0.8)}
+
+    def screened(score: float, ratio: float, **label: str) -> None:
+        attrs = {"fidelity": "zero-cost", "feasible": True, "val_accuracy": score, **label}
+        study.add_trial(
+            optuna.trial.create_trial(
+                params={"prune": ratio}, distributions=prune, value=score, user_attrs=attrs
+            )
+        )
+
+    # as the search queues them: the uniform policy at the budget, then a more compressed one
+    screened(0.40, 0.50, baseline="uniform 0.625", baseline_kind="uniform")
+    screened(0.75, 0.60, baseline="uniform 0.750", baseline_kind="uniform")
+    for number, score in enumerate([0.70, 0.60, 0.50, 0.45], start=2):
+        screened(score, 0.30 + number / 100)
+    assert next_step(study, cfg) == QUEUED
+    # the at-budget baseline (0) promoted whatever its rank, then the best screened (1, 2)
+    tuned_from = {}
+    for short_score in (0.80, 0.84, 0.85):
+        trial = study.ask(prune)  # the queued params, as the objective suggests them
+        origin = trial.user_attrs["promoted_from"]
+        tuned_from[origin] = trial.number
+        trial.set_user_attr("feasible", True)
+        trial.set_user_attr("val_accuracy", {0: 0.80, 1: 0.84, 2: 0.85}[origin])
+        study.tell(trial, short_score)
+    assert sorted(tuned_from) == [0, 1, 2]
+    # finals: the best fine-tuned trial (from 2) and, of the two uniform ones fine-tuned,
+    # the one at the budget (from 0) though the other (from 1) scored higher
+    assert next_step(study, cfg) == QUEUED
+    final = [t for t in study.get_trials() if t.state == TrialState.WAITING]
+    assert sorted(t.user_attrs["finalist_of"] for t in final) == sorted(
+        [tuned_from[2], tuned_from[0]]
+    )
+    assert {t.user_attrs.get("baseline") for t in final} == {None, "uniform 0.625"}
 
 
 def test_a_baseline_kind_is_stored_or_read_from_a_label_of_an_older_study() -> None:
