@@ -22,7 +22,9 @@ for 30% and 15% are committed.)
      uniform side is the better on held-out data after the first export (first base, first
      seed), by the search's own rule (``search.finalist_score``);
    - *sensitivity*: the equal-loss allocation of the zero-cost sensitivity analysis;
-   - *fastnas*: NVIDIA Model Optimizer's FastNAS widths as a prune policy (``--fastnas``).
+   - *fastnas*: NVIDIA Model Optimizer's FastNAS widths as a prune policy (``--fastnas``);
+   - *uncompressed* (``--uncompressed``): the base itself through the same export fine-tune,
+     the ceiling no allocation at the budget is expected to pass.
 3. **Exports**: each policy compressed from each base in ``--bases`` (each with the
    ``train.seed`` it was trained with, so its data splits are its own), fine-tuned with the
    config's export fine-tune (``finetune.export_epochs``, distilled from that base) for every
@@ -59,6 +61,7 @@ from autocompress.spaces import build_space
 from autocompress.spaces.budget import smallest
 
 UNIFORM = ("uniform (space)", "uniform (prune)")
+UNCOMPRESSED = "uncompressed"
 BASES = [
     ("experiments/bases/vgg-small-fashion-mnist-seed0.pt", 0),
     ("experiments/bases/vgg-small-fashion-mnist-seed1.pt", 1),
@@ -171,6 +174,7 @@ def compare(
     seeds: Sequence[int] = (0, 1, 2),
     bases: Sequence[tuple[str | None, int]] = tuple(BASES),
     overrides: Sequence[str] = (),
+    uncompressed: bool = False,
 ) -> dict[str, Any]:
     """Search, choose the five policies, export each on every base × seed; the JSON's state.
 
@@ -206,10 +210,12 @@ def compare(
         save()
     policies = {k: Policy.from_dict(v) for k, v in state["policies"].items()}
     profile = untrained_profile(cfg)
+    if uncompressed:  # not kept in the JSON's policies: a rerun without the flag skips it
+        policies[UNCOMPRESSED] = Policy(profile.model)
     full = compute_costs(profile, Policy(profile.model)).macs
     for label, p in policies.items():
         ratio = compute_costs(profile, p).macs / full
-        if ratio > budget + 1e-9:
+        if ratio > budget + 1e-9 and label != UNCOMPRESSED:
             raise SystemExit(f"{label}: {ratio:.2%} of the MACs, above the budget")
         p.save(label_file(folder, label))
     runs = [
@@ -246,7 +252,9 @@ def compare(
     )
     state["uniform_chosen_by"] = rule
     save()
-    others = [u for u in UNIFORM if u != state["uniform"]]
+    others = [u for u in UNIFORM if u != state["uniform"]] + (
+        [UNCOMPRESSED] if uncompressed else []
+    )
     compared = ["searched", state["uniform"], "sensitivity"] + (
         ["fastnas"] if "fastnas" in policies else []
     )
@@ -273,6 +281,11 @@ def main() -> None:
         default=[s for _, s in BASES],
         help="train.seed of each base",
     )
+    parser.add_argument(
+        "--uncompressed",
+        action="store_true",
+        help="also export the base itself with the same fine-tune (the ceiling)",
+    )
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--json", type=Path, required=True)
     args = parser.parse_args()
@@ -285,6 +298,7 @@ def main() -> None:
         args.seeds,
         list(zip(args.bases, args.base_seeds, strict=True)),
         args.set,
+        args.uncompressed,
     )
 
 
