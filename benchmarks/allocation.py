@@ -51,6 +51,7 @@ from autocompress.cli import main as cli
 from autocompress.commands import apply
 from autocompress.config import load_config
 from autocompress.cost.metrics import compute_costs
+from autocompress.cost.profile import Profile
 from autocompress.files import write_atomic
 from autocompress.policy import Policy
 from autocompress.runs import load_run_config, untrained_profile
@@ -88,6 +89,21 @@ def uniform_prune(cfg_path: str, overrides: Sequence[str], budget: float) -> Pol
     if t is None:
         raise SystemExit(f"no uniform prune ratio meets {budget:.0%} of the MACs")
     return policy(top * t)
+
+
+def same_model(profile: Profile, a: Policy, b: Policy) -> bool:
+    """Whether ``a`` and ``b`` build the same model: the same knobs on the same layers, each
+    setting within 1e-4 (a uniform baseline's position and a ratio found by bisection differ
+    in the sixth decimal), and the same costs (whole channels kept)."""
+    da, db = a.to_dict()["layers"], b.to_dict()["layers"]
+    if da.keys() != db.keys() or any(da[n].keys() != db[n].keys() for n in da):
+        return False
+    close = all(
+        v == db[n][k] or (isinstance(v, float) and abs(v - db[n][k]) < 1e-4)
+        for n in da
+        for k, v in da[n].items()
+    )
+    return close and compute_costs(profile, a) == compute_costs(profile, b)
 
 
 def search(cfg_path: str, overrides: Sequence[str]) -> tuple[dict[str, Policy], dict[str, Any]]:
@@ -226,6 +242,20 @@ def compare(
 
     def run_one(label: str, base: str | None, train_seed: int, seed: int) -> dict[str, Any]:
         key = f"{label} | {base} | seed {seed}"
+        twin = next(  # the same policy under another label (both uniform ones in a prune
+            # space): the same export, deterministic on one machine, so its result is reused
+            (
+                state["results"][f"{other} | {base} | seed {seed}"]
+                for other, p in policies.items()
+                if other != label
+                and same_model(profile, p, policies[label])
+                and f"{other} | {base} | seed {seed}" in state["results"]
+            ),
+            None,
+        )
+        if key not in state["results"] and twin is not None:
+            state["results"][key] = {**twin, "policy": label, "same_policy_as": twin["policy"]}
+            save()
         if key not in state["results"]:
             print(f"\n== {key} ==", flush=True)
             out = folder / "exports" / f"{label_file(folder, label).stem}-b{train_seed}-s{seed}"
