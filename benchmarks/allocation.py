@@ -242,21 +242,22 @@ def compare(
 
     def run_one(label: str, base: str | None, train_seed: int, seed: int) -> dict[str, Any]:
         key = f"{label} | {base} | seed {seed}"
+        if key in state["results"]:
+            return state["results"][key]
         twin = next(  # the same policy under another label (both uniform ones in a prune
             # space): the same export, deterministic on one machine, so its result is reused
             (
                 state["results"][f"{other} | {base} | seed {seed}"]
                 for other, p in policies.items()
                 if other != label
-                and same_model(profile, p, policies[label])
                 and f"{other} | {base} | seed {seed}" in state["results"]
+                and same_model(profile, p, policies[label])
             ),
             None,
         )
-        if key not in state["results"] and twin is not None:
+        if twin is not None:
             state["results"][key] = {**twin, "policy": label, "same_policy_as": twin["policy"]}
-            save()
-        if key not in state["results"]:
+        else:
             print(f"\n== {key} ==", flush=True)
             out = folder / "exports" / f"{label_file(folder, label).stem}-b{train_seed}-s{seed}"
             state["results"][key] = {
@@ -265,7 +266,7 @@ def compare(
                 "seed": seed,
                 **export(config, sets, label_file(folder, label), out, base, train_seed, seed),
             }
-            save()
+        save()
         return state["results"][key]
 
     # both uniform policies are exported on every run; the uniform side of the target is the

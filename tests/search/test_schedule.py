@@ -300,13 +300,14 @@ def test_the_baseline_promoted_is_the_least_compressing_of_its_kind_not_the_best
     assert next_step(study, cfg) == QUEUED
     # the at-budget baseline (0) promoted whatever its rank, then the best screened (1, 2)
     tuned_from = {}
-    for short_score in (0.80, 0.84, 0.85):
+    for _ in range(3):
         trial = study.ask(prune)  # the queued params, as the objective suggests them
         origin = trial.user_attrs["promoted_from"]
         tuned_from[origin] = trial.number
+        score = {0: 0.80, 1: 0.84, 2: 0.85}[origin]
         trial.set_user_attr("feasible", True)
-        trial.set_user_attr("val_accuracy", {0: 0.80, 1: 0.84, 2: 0.85}[origin])
-        study.tell(trial, short_score)
+        trial.set_user_attr("val_accuracy", score)
+        study.tell(trial, score)
     assert sorted(tuned_from) == [0, 1, 2]
     # finals: the best fine-tuned trial (from 2) and, of the two uniform ones fine-tuned,
     # the one at the budget (from 0) though the other (from 1) scored higher
