@@ -17,7 +17,13 @@ calibrated), then scored three ways from copies of that one model:
 
 Prints Spearman's and Kendall's rank correlations of each cheap score with the fine-tuned one,
 how many of the fine-tuned top quarter each cheap score's top quarter holds, and the seconds
-each score costs. ``--json PATH`` writes every candidate's scores.
+each score costs. The candidates' MACs share is ranked the same way, as a reference: where the
+budget's granularity spreads the candidates' costs (ResNet-20's 16-channel stages in steps of 8),
+a score must rank better than cost alone to be telling anything about the allocation.
+
+``--json PATH`` writes every candidate's scores after each one; run the same command again and
+it goes on from the candidates already measured (the draws are replayed, so the candidates are
+the ones an uninterrupted run measures).
 """
 
 from __future__ import annotations
@@ -59,33 +65,76 @@ def main() -> None:
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
 
-    cfg = load_config(args.config, args.set)
+    rank(
+        args.config,
+        args.set,
+        candidates=args.candidates,
+        steps=args.steps,
+        subset=args.subset,
+        seed=args.seed,
+        out=args.json,
+    )
+
+
+def rank(
+    config: str,
+    overrides: list[str],
+    *,
+    candidates: int = 50,
+    steps: int | None = None,
+    subset: int = VAL_SUBSET,
+    seed: int = 0,
+    out: Path | None = None,
+) -> dict[str, object]:
+    """Score ``candidates`` random policies at the budget three ways; return the summary.
+
+    With ``out`` the rows are written after each candidate, and the rows an earlier run with the
+    same arguments wrote there are kept and the run goes on after them.
+    """
+    cfg = load_config(config, overrides)
     run = prepare(cfg)
     base, profile = run.base.model, run.profile
     recipe = splits_recipe(cfg, run.splits)
     space = build_space(cfg.space, profile, cfg.compress.round_to)
     base_costs = compute_costs(profile, Policy(profile.model), cfg.compress.round_to).as_dict()
     budget = resolve_budget(cfg.budget, base_costs)
-    length = Length(steps=args.steps) if args.steps else finetune_length(cfg)
-    rng = random.Random(args.seed)
+    length = Length(steps=steps) if steps else finetune_length(cfg)
+    rng = random.Random(seed)
+    settings = {"config": cfg.name, "set": overrides, "seed": seed, "steps": length.describe()}
+    settings["subset"] = subset
+    rows: list[dict] = []
+    if out and out.exists():
+        earlier = json.loads(out.read_text())
+        if earlier.get("settings", settings) != settings:
+            raise SystemExit(
+                f"{out} was measured with {earlier['settings']}, not {settings}: "
+                "move it away to start again"
+            )
+        rows = earlier["candidates"]
     print(
-        f"{cfg.name}: base {run.base.metrics['test_accuracy']:.2%} test; {args.candidates} random "
+        f"{cfg.name}: base {run.base.metrics['test_accuracy']:.2%} test; {candidates} random "
         f"policies at the budget {dict(cfg.budget)}; fine-tune {length.describe()}; "
-        f"cheap scores on {args.subset} validation images",
+        f"cheap scores on {subset} validation images"
+        + (f"; {len(rows)} already measured in {out}" if rows else ""),
         flush=True,
     )
-    rows = []
-    while len(rows) < args.candidates:
+    drawn = 0
+    while len(rows) < candidates:
         params = at_budget(space, budget, {k.name: rng.random() for k in space.knobs})
         if params is None:
             continue
         policy = space.policy(params)
+        drawn += 1
+        if drawn <= len(rows):  # measured by the run this one goes on from
+            if rows[drawn - 1]["policy"] != json.loads(json.dumps(policy.to_dict())):
+                raise SystemExit(f"{out} holds other candidates: move it away to start again")
+            continue
         built = build(base, profile, policy, recipe, cfg.compress)
         clock = time.perf_counter()
-        plain = recipe.validate(copy.deepcopy(built), limit=args.subset)
+        plain = recipe.validate(copy.deepcopy(built), limit=subset)
         t_plain = time.perf_counter() - clock
         clock = time.perf_counter()
-        cheap = zero_cost(copy.deepcopy(built), base, recipe, args.subset)
+        cheap = zero_cost(copy.deepcopy(built), base, recipe, subset)
         t_zero = time.perf_counter() - clock
         clock = time.perf_counter()
         _, tuned, _ = tune(
@@ -108,14 +157,25 @@ def main() -> None:
             f"zero-cost {cheap.score:6.2%}  fine-tuned {tuned.val_accuracy:6.2%}",
             flush=True,
         )
-        if args.json and len(rows) >= 3:  # a long run stopped early keeps what it measured
-            write(args.json, rows, complete=len(rows) == args.candidates)
-    print(json.dumps(summarize(rows), indent=2))
+        if out:
+            write(out, settings, rows, complete=len(rows) >= candidates)
+    summary = summarize(rows)
+    if out:
+        write(out, settings, rows, complete=True)
+    print(json.dumps(summary, indent=2))
+    return summary
 
 
-def write(path: Path, rows: list[dict], complete: bool) -> None:
-    payload = {"summary": summarize(rows), "complete": complete, "candidates": rows}
-    path.write_text(json.dumps(payload, indent=2))
+def write(path: Path, settings: dict, rows: list[dict], complete: bool) -> None:
+    payload = {
+        "settings": settings,
+        "summary": summarize(rows) if len(rows) >= 3 else None,  # too few to rank
+        "complete": complete,
+        "candidates": rows,
+    }
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text(json.dumps(payload, indent=2))
+    partial.replace(path)  # a run stopped mid-write leaves the last complete file
 
 
 def at_budget(
@@ -130,20 +190,30 @@ def at_budget(
     return scaled(s) if s is not None else project(space, budget, scaled(1.0))
 
 
+def correlation(measure: Any, a: list[float], b: list[float]) -> float | None:
+    """``measure``'s rank correlation of ``a`` and ``b``; None where one of them is constant."""
+    if len(set(a)) < 2 or len(set(b)) < 2:
+        return None
+    return round(float(measure(a, b).statistic), 3)
+
+
 def summarize(rows: list[dict]) -> dict[str, object]:
     truth = [r["fine_tuned"] for r in rows]
     quarter = max(1, len(rows) // 4)
     best = set(sorted(range(len(rows)), key=lambda i: -truth[i])[:quarter])
     out: dict[str, object] = {"candidates": len(rows)}
-    for key in ("as_compressed", "zero_cost"):
+    for key in ("macs_ratio", "as_compressed", "zero_cost"):
         cheap = [r[key] for r in rows]
         top = set(sorted(range(len(rows)), key=lambda i: -cheap[i])[:quarter])
         out[key] = {
-            "spearman": round(float(stats.spearmanr(cheap, truth).statistic), 3),
-            "kendall": round(float(stats.kendalltau(cheap, truth).statistic), 3),
+            "spearman": correlation(stats.spearmanr, cheap, truth),
+            "kendall": correlation(stats.kendalltau, cheap, truth),
             f"top_{quarter}_overlap": len(top & best),
-            "median_seconds": round(statistics.median(r["seconds"][key] for r in rows), 3),
         }
+        if key in rows[0]["seconds"]:
+            out[key]["median_seconds"] = round(
+                statistics.median(r["seconds"][key] for r in rows), 3
+            )
     out["fine_tuned_median_seconds"] = round(
         statistics.median(r["seconds"]["fine_tuned"] for r in rows), 3
     )
