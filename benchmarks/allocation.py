@@ -31,7 +31,9 @@ for 30% and 15% are committed.)
    seed in ``--seeds`` (``finetune.seed``), and tested. ``autocompress apply`` does each one.
 
 Every result is written to ``--json`` as soon as it exists, and a rerun skips those already
-there, so an interrupted run resumes (the search resumes from its study).
+there, so an interrupted run resumes (the search resumes from its study). A rerun with
+``--fastnas`` or ``--uncompressed`` added to a finished comparison exports only those, on the
+same runs.
 """
 
 from __future__ import annotations
@@ -218,11 +220,12 @@ def compare(
     if "policies" not in state:
         policies, info = search(config, search_sets)
         policies["uniform (prune)"] = uniform_prune(config, sets, budget)
-        if fastnas:
-            policies["fastnas"] = Policy.load(fastnas)
         state["search"] = info
         state["policies"] = {k: p.to_dict() for k, p in policies.items()}
         state["budget"] = budget
+        save()
+    if fastnas and "fastnas" not in state["policies"]:  # also a peer added to a finished run:
+        state["policies"]["fastnas"] = Policy.load(fastnas).to_dict()  # the same runs for it
         save()
     policies = {k: Policy.from_dict(v) for k, v in state["policies"].items()}
     profile = untrained_profile(cfg)

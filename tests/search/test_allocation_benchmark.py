@@ -83,6 +83,8 @@ def test_allocation_compares_five_policies_within_budget_and_resumes(
     assert "searched − sensitivity:" in printed and "MACs budget 60%" in printed
 
     # a rerun redoes nothing: every result is read back from the JSON
+    real_export = allocation.export
+
     def refuse(*args, **kwargs):
         raise AssertionError("exported again")
 
@@ -94,3 +96,35 @@ def test_allocation_compares_five_policies_within_budget_and_resumes(
     assert again["results"] == state["results"]
     with pytest.raises(AssertionError, match="exported again"):  # a new seed is new work
         allocation.compare(config, 0.6, out, trials=3, seeds=(0, 1, 2), bases=[(None, 0)])
+
+    # the peer added to a comparison that ran without it: exported on the same runs, nothing
+    # else redone
+    out.write_text(
+        json.dumps(
+            {
+                **state,
+                "policies": {k: v for k, v in state["policies"].items() if k != "fastnas"},
+                "results": {
+                    k: v for k, v in state["results"].items() if not k.startswith("fastnas |")
+                },
+            }
+        )
+    )
+    exported = []
+
+    def record(cfg_path, overrides, policy_file, out, base, train_seed, seed):
+        exported.append((policy_file.stem, seed))
+        return real_export(cfg_path, overrides, policy_file, out, base, train_seed, seed)
+
+    monkeypatch.setattr(allocation, "export", record)
+    added = allocation.compare(
+        config, 0.6, out, trials=3, fastnas=peer, seeds=(0, 1), bases=[(None, 0)]
+    )
+    assert exported == [("fastnas", 0), ("fastnas", 1)]
+    assert added["policies"] == state["policies"]
+    assert {k: v for k, v in added["results"].items() if not k.startswith("fastnas |")} == {
+        k: v for k, v in state["results"].items() if not k.startswith("fastnas |")
+    }
+    for seed in (0, 1):
+        result = added["results"][f"fastnas | None | seed {seed}"]
+        assert result["policy"] == "fastnas" and result["macs_ratio"] <= 0.6 + 1e-6
