@@ -46,6 +46,7 @@ from autocompress.config import load_config
 from autocompress.cost.metrics import compute_costs
 from autocompress.export import build, tune
 from autocompress.fidelity import VAL_SUBSET, zero_cost
+from autocompress.files import write_atomic
 from autocompress.policy import Policy
 from autocompress.recipe import Length
 from autocompress.runs import prepare, splits_recipe
@@ -100,8 +101,13 @@ def rank(
     budget = resolve_budget(cfg.budget, base_costs)
     length = Length(steps=steps) if steps else finetune_length(cfg)
     rng = random.Random(seed)
-    settings = {"config": cfg.name, "set": overrides, "seed": seed, "steps": length.describe()}
-    settings["subset"] = subset
+    settings = {
+        "config": cfg.name,
+        "set": overrides,
+        "seed": seed,
+        "steps": length.describe(),
+        "subset": subset,
+    }
     rows: list[dict] = []
     if out and out.exists():
         earlier = json.loads(out.read_text())
@@ -173,9 +179,7 @@ def write(path: Path, settings: dict, rows: list[dict], complete: bool) -> None:
         "complete": complete,
         "candidates": rows,
     }
-    partial = path.with_name(path.name + ".partial")
-    partial.write_text(json.dumps(payload, indent=2))
-    partial.replace(path)  # a run stopped mid-write leaves the last complete file
+    write_atomic(path, json.dumps(payload, indent=2))  # stopped mid-write: the last whole file
 
 
 def at_budget(
